@@ -1,0 +1,54 @@
+# The front door: each target is a thin call into a script or pytest.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+export PYTHONPATH := $(CURDIR)/tests
+
+.PHONY: setup tools test unit lint crds demo devenv-up devenv-down clean
+
+## setup: the virtualenv with the package (editable) and the test tools, pinned by constraints.txt
+setup: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade 'pip>=25.1'
+	$(PY) -m pip install --quiet -c constraints.txt -e . --group dev
+	touch $@
+
+## tools: build (or find cached) kube-apiserver, kube-controller-manager, kubectl, etcd, helm
+tools:
+	bash tools/build.sh >/dev/null
+
+## test: every test, against a local control plane, OpenBao and moto started for the run
+test: setup tools
+	$(PY) -m pytest
+
+## unit: the fast tests only
+unit: setup
+	$(PY) -m pytest tests/unit
+
+## lint: ruff, formatting, mypy --strict, import-linter contracts, CRDs up to date
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+	$(PY) tools/crds.py --check
+
+## crds: regenerate crds/ from tools/crds.py
+crds: setup
+	$(PY) tools/crds.py
+
+## demo: the product end to end on the local environment (or SECRETSYNC_TEST_KUBECONFIG's cluster)
+demo: setup tools
+	$(PY) -m harness.demo
+
+## devenv-up: start the local environment in the background; `source .devenv/env` to use it
+devenv-up: setup tools
+	$(PY) -m harness.devenv up --dir .devenv
+
+## devenv-down: stop exactly what devenv-up started
+devenv-down: setup
+	$(PY) -m harness.devenv down --dir .devenv
+
+clean:
+	rm -rf $(VENV) .devenv .mypy_cache .pytest_cache .ruff_cache build dist

@@ -1,0 +1,81 @@
+"""The command line: `secretsync run` and `secretsync --version`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+import kopf
+
+from secretsync import __version__, config, handlers, logs
+from secretsync.errors import ConfigError
+from secretsync.metrics import Metrics
+
+logger = logging.getLogger("secretsync")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, also used to print help."""
+    parser = argparse.ArgumentParser(
+        prog="secretsync",
+        description="Keep Kubernetes Secrets in sync with external secret managers.",
+    )
+    parser.add_argument("--version", action="version", version=f"secretsync {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser(
+        "run",
+        help="run the operator",
+        description="Run the operator with the in-cluster ServiceAccount, else KUBECONFIG.",
+    )
+    scope = run.add_mutually_exclusive_group()
+    scope.add_argument(
+        "--all-namespaces", action="store_true", help="watch every namespace (default)"
+    )
+    scope.add_argument(
+        "--namespace", action="append", metavar="NS", help="watch only this namespace (repeatable)"
+    )
+    run.add_argument("--metrics-port", type=int, default=8080, help="Prometheus port; 0 = off")
+    run.add_argument("--health-port", type=int, default=8081, help="/healthz port; 0 = off")
+    run.add_argument("--webhook-port", type=int, default=0, help="rotation webhook port; 0 = off")
+    run.add_argument(
+        "--webhook-secret", metavar="NAMESPACE/NAME", help="Secret whose `key` signs webhook calls"
+    )
+    run.add_argument("--log-format", choices=("json", "text"), default="text")
+    run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    return parser
+
+
+async def _run(cfg: config.OperatorConfig) -> None:
+    metrics = Metrics()
+    if cfg.metrics_port:
+        metrics.serve(cfg.metrics_port)
+    liveness = f"http://0.0.0.0:{cfg.health_port}/healthz" if cfg.health_port else None
+    await kopf.operator(
+        registry=handlers.build_registry(cfg),
+        clusterwide=cfg.clusterwide,
+        namespaces=cfg.namespaces,
+        # One replica for now; peering for HA comes with the Helm chart.
+        standalone=True,
+        liveness_endpoint=liveness,
+        memo=kopf.Memo(config=cfg, metrics=metrics),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `secretsync` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = config.from_args(args)
+    except ConfigError as exc:
+        print(f"secretsync: {exc}", file=sys.stderr)  # noqa: T201 - CLI error before logging exists
+        return 2
+    logs.configure(log_format=cfg.log_format, level=cfg.log_level)
+    asyncio.run(_run(cfg))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Identities: ServiceAccount tokens, STS, Vault logins; cached per identity."""

@@ -1,0 +1,59 @@
+"""The operator's run-time configuration, parsed from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Sequence
+from typing import Literal
+
+from secretsync.errors import ConfigError
+
+LogFormat = Literal["json", "text"]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class OperatorConfig:
+    """What `secretsync run` was asked to do."""
+
+    namespaces: tuple[str, ...] = ()  # empty: every namespace
+    metrics_port: int = 8080  # 0 turns the endpoint off
+    health_port: int = 8081  # 0 turns the endpoint off
+    webhook_port: int = 0
+    webhook_secret: tuple[str, str] | None = None  # (namespace, name)
+    log_format: LogFormat = "text"
+    log_level: str = "info"
+
+    @property
+    def clusterwide(self) -> bool:
+        """Whether the operator watches every namespace."""
+        return not self.namespaces
+
+
+def from_args(args: argparse.Namespace) -> OperatorConfig:
+    """Build the configuration from parsed `secretsync run` arguments."""
+    namespaces: Sequence[str] = args.namespace or ()
+    if args.all_namespaces and namespaces:
+        raise ConfigError("--all-namespaces and --namespace exclude each other; pass one of them")
+    secret: tuple[str, str] | None = None
+    if args.webhook_secret:
+        ns, sep, name = args.webhook_secret.partition("/")
+        if not sep or not ns or not name:
+            raise ConfigError(
+                f"--webhook-secret must be NAMESPACE/NAME, got {args.webhook_secret!r}"
+            )
+        secret = (ns, name)
+    if args.webhook_port and secret is None:
+        raise ConfigError("--webhook-port needs --webhook-secret NAMESPACE/NAME for its HMAC key")
+    for flag, port in (("--metrics-port", args.metrics_port), ("--health-port", args.health_port)):
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"{flag} must be between 0 and 65535, got {port}")
+    return OperatorConfig(
+        namespaces=tuple(namespaces),
+        metrics_port=args.metrics_port,
+        health_port=args.health_port,
+        webhook_port=args.webhook_port,
+        webhook_secret=secret,
+        log_format=args.log_format,
+        log_level=args.log_level,
+    )

@@ -1,0 +1,1 @@
+"""Rotation event sources (SQS, webhook) that turn changes into due syncs."""

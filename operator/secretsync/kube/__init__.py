@@ -1,0 +1,1 @@
+"""The only place the Kubernetes API is called."""

@@ -1,0 +1,1 @@
+"""pydantic models of the CRD specs and statuses; no I/O."""

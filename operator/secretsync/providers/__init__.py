@@ -1,0 +1,1 @@
+"""Secret manager backends behind one Protocol; the only place boto3 and hvac are imported."""

@@ -1,0 +1,1 @@
+"""HashiCorp Vault (and OpenBao) KV v1 and v2."""

@@ -1,0 +1,74 @@
+"""Session fixtures over the local environment (see harness/devenv.py).
+
+The environment starts once per test session, unless SECRETSYNC_DEVENV_DIR
+names a folder where `make devenv-up` already runs one (a fast loop while
+developing). A component that cannot start fails the session with its log;
+nothing is ever skipped for it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import pytest
+
+from harness import devenv
+from harness.processes import EnvError, Processes
+
+
+@pytest.fixture(scope="session")
+def env() -> Iterator[devenv.DevEnv]:
+    reuse = os.environ.get("SECRETSYNC_DEVENV_DIR")
+    if reuse:
+        state = Path(reuse) / "devenv.json"
+        if not state.exists() or not any(s.alive() for s in Processes.load(Path(reuse)).started):
+            pytest.fail(f"SECRETSYNC_DEVENV_DIR={reuse} holds no running environment")
+        yield devenv.DevEnv.from_json(state.read_text())
+        return
+    run_dir = devenv.REPO / ".devenv" / f"pytest-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    try:
+        environment, procs = devenv.start(run_dir)
+    except EnvError as exc:
+        pytest.fail(f"the local environment did not start: {exc}", pytrace=False)
+    try:
+        yield environment
+    finally:
+        procs.stop_all()
+
+
+@pytest.fixture(scope="session")
+def api(env: devenv.DevEnv) -> Any:
+    """An admin kubernetes.client.ApiClient."""
+    return env.api_client()
+
+
+@pytest.fixture(scope="session")
+def crds(env: devenv.DevEnv) -> None:
+    """The CRDs applied with the built kubectl, and established."""
+    env.kubectl("apply", "-f", str(devenv.REPO / "crds"))
+    env.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/secretsyncs.secretsync.io",
+        "crd/secretstores.secretsync.io",
+        "crd/clustersecretstores.secretsync.io",
+    )
+
+
+@pytest.fixture
+def namespace(api: Any) -> Iterator[str]:
+    """A fresh namespace, deleted after the test."""
+    core = kubernetes.client.CoreV1Api(api)
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    core.create_namespace(
+        kubernetes.client.V1Namespace(metadata=kubernetes.client.V1ObjectMeta(name=name))
+    )
+    yield name
+    core.delete_namespace(name)

@@ -1,0 +1,241 @@
+"""The CRDs, applied with the built kubectl, accept good resources and refuse bad
+ones at admission with a message that names the field."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import yaml
+
+from harness.devenv import DevEnv
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("crds")]
+
+API = "secretsync.io/v1alpha1"
+
+AWS_STORE: dict[str, Any] = {
+    "apiVersion": API,
+    "kind": "SecretStore",
+    "metadata": {"name": "aws"},
+    "spec": {
+        "provider": {
+            "aws": {
+                "service": "SecretsManager",
+                "region": "eu-west-1",
+                "role": "arn:aws:iam::123456789012:role/team-a-reader",
+                "auth": {"serviceAccount": {"name": "team-a-sync"}},
+            }
+        }
+    },
+}
+VAULT_STORE: dict[str, Any] = {
+    "apiVersion": API,
+    "kind": "SecretStore",
+    "metadata": {"name": "vault"},
+    "spec": {
+        "provider": {
+            "vault": {
+                "server": "http://127.0.0.1:8200",
+                "path": "secret",
+                "version": "v2",
+                "auth": {
+                    "kubernetes": {"role": "team-a", "serviceAccount": {"name": "team-a-sync"}}
+                },
+            }
+        }
+    },
+}
+SYNC: dict[str, Any] = {
+    "apiVersion": API,
+    "kind": "SecretSync",
+    "metadata": {"name": "db"},
+    "spec": {
+        "storeRef": {"name": "aws"},
+        "refreshInterval": "1h",
+        "target": {"name": "db-credentials", "type": "Opaque"},
+        "data": [{"secretKey": "password", "remoteRef": {"key": "team-a/db", "property": "p"}}],
+    },
+}
+
+
+def edit(base: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """A copy of the manifest with one dotted path set (or removed, for value=None)."""
+    doc = copy.deepcopy(base)
+    *parents, last = path.split(".")
+    node = doc
+    for part in parents:
+        node = node.setdefault(part, {})
+    if value is None:
+        node.pop(last, None)
+    else:
+        node[last] = value
+    return doc
+
+
+def apply(env: DevEnv, namespace: str, doc: dict[str, Any]) -> Any:
+    return env.kubectl(
+        "apply", "-n", namespace, "-f", "-", input_text=yaml.safe_dump(doc), check=False
+    )
+
+
+CLUSTER_STORE_AMBIENT = edit(
+    edit(AWS_STORE, "kind", "ClusterSecretStore"), "spec.provider.aws.auth", None
+)
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        AWS_STORE,
+        VAULT_STORE,
+        SYNC,
+        edit(
+            edit(SYNC, "spec.data", None),
+            "spec.dataFrom",
+            [
+                {"extract": {"key": "team-a/db"}},
+                {"find": {"path": "team-a/", "name": {"regexp": "^db-"}, "tags": {"env": "p"}}},
+            ],
+        ),
+        edit(SYNC, "spec.refreshInterval", "0"),
+        edit(SYNC, "spec.refreshInterval", "1h30m"),
+        CLUSTER_STORE_AMBIENT,
+        edit(
+            edit(VAULT_STORE, "kind", "ClusterSecretStore"),
+            "spec.provider.vault.auth",
+            {"token": {"secretRef": {"name": "vault-token", "key": "token", "namespace": "ops"}}},
+        ),
+    ],
+    ids=[
+        "aws-store",
+        "vault-store",
+        "sync-data",
+        "sync-dataFrom",
+        "sync-once",
+        "sync-compound",
+        "cluster-store-ambient",
+        "cluster-store-secret-in-ops",
+    ],
+)
+def test_valid_resources_are_accepted(env: DevEnv, namespace: str, doc: dict[str, Any]) -> None:
+    result = apply(env, namespace, doc)
+    assert result.returncode == 0, result.stderr
+    if doc["kind"] == "ClusterSecretStore":
+        env.kubectl("delete", "clustersecretstore", doc["metadata"]["name"])
+
+
+INVALID = {
+    "store-without-provider": (
+        edit(AWS_STORE, "spec.provider.aws", None),
+        "spec.provider: set exactly one of aws or vault",
+    ),
+    "store-with-two-providers": (
+        edit(AWS_STORE, "spec.provider.vault", VAULT_STORE["spec"]["provider"]["vault"]),
+        "spec.provider: set exactly one of aws or vault",
+    ),
+    "aws-store-without-auth": (
+        edit(AWS_STORE, "spec.provider.aws.auth", {}),
+        "spec.provider.aws.auth: set exactly one of serviceAccount or secretRef",
+    ),
+    "aws-store-with-two-auth-methods": (
+        edit(
+            AWS_STORE,
+            "spec.provider.aws.auth.secretRef",
+            {
+                "accessKeyId": {"name": "aws", "key": "id"},
+                "secretAccessKey": {"name": "aws", "key": "secret"},
+            },
+        ),
+        "spec.provider.aws.auth: set exactly one of serviceAccount or secretRef",
+    ),
+    "cluster-store-with-two-auth-methods": (
+        edit(
+            edit(AWS_STORE, "kind", "ClusterSecretStore"),
+            "spec.provider.aws.auth.secretRef",
+            {
+                "accessKeyId": {"name": "aws", "key": "id"},
+                "secretAccessKey": {"name": "aws", "key": "secret"},
+            },
+        ),
+        "spec.provider.aws.auth: set at most one of serviceAccount or secretRef",
+    ),
+    "vault-store-without-auth": (
+        edit(VAULT_STORE, "spec.provider.vault.auth", {}),
+        "spec.provider.vault.auth: set exactly one of kubernetes, appRole, jwt or token",
+    ),
+    "vault-store-with-two-auth-methods": (
+        edit(
+            VAULT_STORE,
+            "spec.provider.vault.auth.token",
+            {"secretRef": {"name": "vault-token", "key": "token"}},
+        ),
+        "spec.provider.vault.auth: set exactly one of kubernetes, appRole, jwt or token",
+    ),
+    "service-account-token-target": (
+        edit(SYNC, "spec.target.type", "kubernetes.io/service-account-token"),
+        "spec.target.type may not be a service-account-token or bootstrap token type",
+    ),
+    "bootstrap-token-target": (
+        edit(SYNC, "spec.target.type", "bootstrap.kubernetes.io/token"),
+        "spec.target.type may not be a service-account-token or bootstrap token type",
+    ),
+    "sync-without-data-or-dataFrom": (
+        edit(SYNC, "spec.data", None),
+        "spec: set data or dataFrom",
+    ),
+    "sync-with-empty-data": (
+        edit(SYNC, "spec.data", []),
+        "spec: set data or dataFrom",
+    ),
+    "invalid-secret-key": (
+        edit(SYNC, "spec.data", [{"secretKey": "db/password", "remoteRef": {"key": "k"}}]),
+        "spec.data[].secretKey must consist of alphanumerics, '-', '_' or '.'",
+    ),
+    "malformed-refresh-interval": (
+        edit(SYNC, "spec.refreshInterval", "1 hour"),
+        "spec.refreshInterval must be a duration such as 30s, 15m or 1h",
+    ),
+    "namespace-in-storeRef": (
+        edit(SYNC, "spec.storeRef.namespace", "team-b"),
+        "spec.storeRef.namespace is not allowed",
+    ),
+    "namespace-in-rollout-target": (
+        edit(
+            SYNC,
+            "spec.rollout",
+            {"restart": [{"kind": "Deployment", "name": "api", "namespace": "team-b"}]},
+        ),
+        "spec.rollout.restart[].namespace is not allowed",
+    ),
+    "namespace-in-store-secretRef": (
+        edit(
+            VAULT_STORE,
+            "spec.provider.vault.auth",
+            {"token": {"secretRef": {"name": "t", "key": "token", "namespace": "team-b"}}},
+        ),
+        "spec.provider.vault.auth.token.secretRef.namespace is not allowed",
+    ),
+    "namespace-in-store-serviceAccount": (
+        edit(
+            AWS_STORE,
+            "spec.provider.aws.auth.serviceAccount",
+            {"name": "team-a-sync", "namespace": "team-b"},
+        ),
+        "spec.provider.aws.auth.serviceAccount.namespace is not allowed",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", INVALID.keys())
+def test_invalid_resources_are_refused_with_a_message_naming_the_field(
+    env: DevEnv, namespace: str, case: str
+) -> None:
+    doc, message = INVALID[case]
+    result = apply(env, namespace, doc)
+    assert result.returncode != 0, f"{case} was accepted"
+    assert message in result.stderr, result.stderr
+    if doc["kind"] != "ClusterSecretStore":
+        listed = env.kubectl("get", doc["kind"].lower(), "-n", namespace, "-o", "name").stdout
+        assert listed == "", "the refused object was stored anyway"

@@ -1,0 +1,53 @@
+"""The command line parses what DESIGN.md promises and refuses the rest clearly."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from secretsync import __main__ as cli
+from secretsync import config
+from secretsync.errors import ConfigError
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    return cli.build_parser().parse_args(["run", *argv])
+
+
+def test_run_defaults_to_all_namespaces_with_metrics_and_health() -> None:
+    cfg = config.from_args(parse())
+    assert cfg.clusterwide
+    assert (cfg.metrics_port, cfg.health_port) == (8080, 8081)
+
+
+def test_namespaces_can_be_repeated() -> None:
+    cfg = config.from_args(parse("--namespace", "team-a", "--namespace", "team-b"))
+    assert cfg.namespaces == ("team-a", "team-b")
+    assert not cfg.clusterwide
+
+
+def test_all_namespaces_and_namespace_exclude_each_other(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        parse("--all-namespaces", "--namespace", "team-a")
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["ops", "ops/", "/key"])
+def test_webhook_secret_must_be_namespace_slash_name(value: str) -> None:
+    with pytest.raises(ConfigError, match="--webhook-secret must be NAMESPACE/NAME"):
+        config.from_args(parse("--webhook-secret", value))
+
+
+def test_webhook_port_needs_a_secret() -> None:
+    with pytest.raises(ConfigError, match="--webhook-port needs --webhook-secret"):
+        config.from_args(parse("--webhook-port", "8443"))
+
+
+def test_version_is_printed(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.startswith("secretsync ")
