@@ -19,7 +19,7 @@ import kubernetes
 import pytest
 
 from harness import devenv
-from harness.processes import EnvError, Processes
+from harness.processes import EnvError, Processes, free_port
 
 
 @pytest.fixture(scope="session")
@@ -72,3 +72,49 @@ def namespace(api: Any) -> Iterator[str]:
     )
     yield name
     core.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def operator_log(env: devenv.DevEnv) -> Path:
+    """Everything the operator processes of this session printed (logs and audit)."""
+    return env.run_dir / f"operator-{os.getpid()}.log"
+
+
+@pytest.fixture(scope="session")
+def operator_metrics() -> str:
+    """The URL of the session operator's /metrics."""
+    return f"http://127.0.0.1:{free_port()}/metrics"
+
+
+@pytest.fixture(scope="session")
+def operator(
+    env: devenv.DevEnv, crds: None, operator_log: Path, operator_metrics: str
+) -> Iterator[None]:
+    """One operator process watching every namespace, for the whole session, at debug
+    level so that the leak scan sees everything it could say."""
+    from harness import operator as op
+
+    port = int(operator_metrics.split(":")[-1].split("/")[0])
+    with op.running(env, operator_log, metrics_port=port):
+        yield
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `last` (the leak scan) run after all others."""
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)
+
+
+@pytest.fixture(scope="session")
+def aws(env: devenv.DevEnv) -> Iterator[Any]:
+    """The recording proxy in front of moto that stores point at."""
+    from harness.awsproxy import AwsRecordingProxy
+
+    proxy = AwsRecordingProxy(env.aws_endpoint)
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture(scope="session")
+def secret_values() -> set[bytes]:
+    """Every secret value the tests put into a provider, for the leak scan."""
+    return set()

@@ -671,7 +671,7 @@ def crd(
                 "plural": plural,
                 "singular": kind.lower(),
                 "shortNames": short,
-                "categories": ["secretsync"],
+                "categories": ["secretsync-all"],
             },
             "scope": "Namespaced" if namespaced else "Cluster",
             "versions": [

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
 import kopf
 
-from secretsync import __version__, config, handlers, logs
+from secretsync import __version__, audit, config, handlers, logs
 from secretsync.errors import ConfigError
 from secretsync.metrics import Metrics
 
@@ -43,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--webhook-secret", metavar="NAMESPACE/NAME", help="Secret whose `key` signs webhook calls"
     )
+    run.add_argument(
+        "--state-namespace",
+        default=os.environ.get("POD_NAMESPACE", "secretsync-system"),
+        help="namespace of the operator's own state Secret (default: $POD_NAMESPACE, "
+        "else secretsync-system)",
+    )
     run.add_argument("--log-format", choices=("json", "text"), default="text")
     run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     return parser
@@ -73,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"secretsync: {exc}", file=sys.stderr)  # noqa: T201 - CLI error before logging exists
         return 2
     logs.configure(log_format=cfg.log_format, level=cfg.log_level)
+    audit.configure()
     asyncio.run(_run(cfg))
     return 0
 

@@ -23,6 +23,8 @@ class OperatorConfig:
     webhook_secret: tuple[str, str] | None = None  # (namespace, name)
     log_format: LogFormat = "text"
     log_level: str = "info"
+    # Where the operator keeps its own state (the key of status.dataHash).
+    state_namespace: str = "secretsync-system"
 
     @property
     def clusterwide(self) -> bool:
@@ -56,4 +58,5 @@ def from_args(args: argparse.Namespace) -> OperatorConfig:
         webhook_secret=secret,
         log_format=args.log_format,
         log_level=args.log_level,
+        state_namespace=args.state_namespace,
     )

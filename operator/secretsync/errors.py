@@ -9,6 +9,7 @@
     └── ProviderError                a secret manager call failed
         ├── SecretNotFoundError      the remote secret does not exist (drives deletionPolicy)
         ├── ProviderAuthError        login or credentials refused
+        │   └── AccessDeniedError    logged in, but not allowed to read that secret
         ├── ProviderConfigError      the store's provider settings are unusable
         └── ProviderUnavailableError down or throttling; retry with backoff
 
@@ -42,6 +43,10 @@ class SecretNotFoundError(ProviderError):
 
 class ProviderAuthError(ProviderError):
     """The provider refused the identity's login or credentials."""
+
+
+class AccessDeniedError(ProviderAuthError):
+    """The identity is valid but may not read that secret."""
 
 
 class ProviderConfigError(ProviderError):

@@ -11,6 +11,12 @@ from secretsync.config import LogFormat
 
 AUDIT_LOGGER = "secretsync.audit"
 
+# Libraries whose debug output includes request and response bodies (botocore logs
+# GetSecretValue responses, the Kubernetes client and urllib3 log Secret payloads,
+# hvac logs KV reads). They never log below WARNING, whatever --log-level says: no
+# secret value may reach a log at any level.
+QUIET_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer", "hvac", "kubernetes", "requests")
+
 
 class JsonFormatter(logging.Formatter):
     """One JSON object a line, with the fields log pipelines index."""
@@ -41,3 +47,5 @@ def configure(*, log_format: LogFormat, level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

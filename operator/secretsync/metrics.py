@@ -1,4 +1,7 @@
-"""Prometheus metrics, kept in one registry built at start-up (never at import)."""
+"""Prometheus metrics, kept in one registry built at start-up (never at import).
+
+Labels carry kinds, outcomes and operations: never a key name or a value.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +9,11 @@ import prometheus_client
 
 from secretsync import __version__
 
+DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
 
 class Metrics:
-    """The operator's metrics; labels never carry secret values."""
+    """The operator's metrics."""
 
     def __init__(self) -> None:
         self.registry = prometheus_client.CollectorRegistry()
@@ -16,6 +21,42 @@ class Metrics:
             "secretsync_build", "Version of the running operator.", registry=self.registry
         )
         self.build_info.info({"version": __version__})
+        self.syncs = prometheus_client.Counter(
+            "secretsync_syncs",
+            "SecretSync runs by outcome (unchanged, updated, created, failed reason).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.sync_duration = prometheus_client.Histogram(
+            "secretsync_sync_duration_seconds",
+            "Time to sync one batch of SecretSyncs of one identity.",
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.provider_calls = prometheus_client.Counter(
+            "secretsync_provider_calls",
+            "Provider API calls by provider, operation and outcome.",
+            ["provider", "operation", "outcome"],
+            registry=self.registry,
+        )
+        self.remote_reads = prometheus_client.Counter(
+            "secretsync_remote_reads",
+            "Remote secret reads recorded in the audit log, by provider and outcome.",
+            ["provider", "outcome"],
+            registry=self.registry,
+        )
+        self.logins = prometheus_client.Counter(
+            "secretsync_logins",
+            "Provider logins (one per identity per credential lifetime).",
+            ["provider", "outcome"],
+            registry=self.registry,
+        )
+        self.secret_writes = prometheus_client.Counter(
+            "secretsync_secret_writes",
+            "Secret writes by operation (create, update, delete).",
+            ["operation"],
+            registry=self.registry,
+        )
 
     def serve(self, port: int) -> None:
         """Expose /metrics on the port, in a background thread."""

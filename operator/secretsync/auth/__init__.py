@@ -1,1 +1,2 @@
-"""Identities: ServiceAccount tokens, STS, Vault logins; cached per identity."""
+"""Identities: which identity a store uses for a SecretSync (plan), and sessions
+cached per identity, renewed before they expire."""

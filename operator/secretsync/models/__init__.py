@@ -1,1 +1,2 @@
-"""pydantic models of the CRD specs and statuses; no I/O."""
+"""pydantic models of the CRD specs and statuses, and the values crossing the
+provider seam; no I/O."""

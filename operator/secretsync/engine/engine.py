@@ -1,0 +1,494 @@
+"""The sync engine: what is due when, grouped by identity, and what to report.
+
+Handlers feed it watch events (SecretSyncs, stores, managed Secrets); one loop
+takes due SecretSyncs, groups them by store identity so each group costs one
+login (cached) and one de-duplicated batch of provider reads, and writes
+statuses and Events only when what they say changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import heapq
+import itertools
+import logging
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import pydantic
+
+from secretsync.audit import AuditLog
+from secretsync.auth.plan import LoginPlan, plan_login
+from secretsync.engine import hashing, schedule, stores
+from secretsync.engine.outcomes import Outcome, failed
+from secretsync.engine.runner import DELETED, Runner, SyncJob
+from secretsync.engine.writer import OWNER_ANNOTATION
+from secretsync.errors import ConfigError, KubeError, SecretSyncError
+from secretsync.kube import Kube
+from secretsync.metrics import Metrics
+from secretsync.models import status as st
+from secretsync.models.status import Reason, Status
+from secretsync.models.sync import SecretSyncSpec
+
+FORCE_SYNC = "secretsync.io/force-sync"
+BATCH_WINDOW = 0.05  # gather syncs that become due together into one batch
+CONCURRENCY = 16  # identity groups synced at once
+
+logger = logging.getLogger("secretsync.engine")
+
+SyncKey = tuple[str, str]
+
+
+@dataclasses.dataclass(kw_only=True)
+class SyncEntry:
+    """One SecretSync as last observed, and its schedule."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    spec: SecretSyncSpec | None
+    spec_error: str | None
+    status: Status
+    force: str | None
+    due: float | None = None
+    failures: int = 0
+    running: bool = False
+    rerun: bool = False
+    expected_hash: str | None = None
+
+    @property
+    def key(self) -> SyncKey:
+        return (self.namespace, self.name)
+
+
+def _now_text() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_sync(body: Mapping[str, Any]) -> SyncEntry:
+    meta = body.get("metadata", {})
+    spec: SecretSyncSpec | None
+    try:
+        spec = SecretSyncSpec.model_validate(body.get("spec") or {})
+        spec.refresh_seconds  # noqa: B018 - validates the duration now, not at use
+        error = None
+    except (pydantic.ValidationError, ConfigError) as exc:
+        spec, error = None, stores.first_error(exc)
+    return SyncEntry(
+        namespace=meta["namespace"],
+        name=meta["name"],
+        uid=meta.get("uid", ""),
+        generation=int(meta.get("generation") or 0),
+        spec=spec,
+        spec_error=error,
+        status=st.parse(body.get("status")),
+        force=(meta.get("annotations") or {}).get(FORCE_SYNC),
+    )
+
+
+class Engine:
+    """Schedules and runs syncs; the handlers' one collaborator."""
+
+    def __init__(
+        self,
+        *,
+        kube: Kube,
+        metrics: Metrics,
+        audit: AuditLog,
+        hmac_key: bytes,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._kube = kube
+        self._metrics = metrics
+        self._hmac_key = hmac_key
+        self._clock = clock
+        self.runner = Runner(
+            kube=kube, metrics=metrics, audit=audit, hmac_key=hmac_key, expect=self._expect
+        )
+        self.stores = stores.Stores()
+        self._syncs: dict[SyncKey, SyncEntry] = {}
+        self._heap: list[tuple[float, int, SyncKey]] = []
+        self._seq = itertools.count()
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(CONCURRENCY)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --- what the handlers tell the engine --------------------------------------------------
+
+    def observe_sync(self, body: Mapping[str, Any]) -> None:
+        """A SecretSync was added or changed (or re-listed after a watch restart)."""
+        entry = parse_sync(body)
+        old = self._syncs.get(entry.key)
+        if old is None or old.uid != entry.uid:
+            self._syncs[entry.key] = entry
+            self._due_now(entry)
+            return
+        changed = entry.generation != old.generation or entry.force != old.force
+        old.generation, old.spec, old.spec_error, old.force = (
+            entry.generation,
+            entry.spec,
+            entry.spec_error,
+            entry.force,
+        )
+        old.status = entry.status
+        if changed:
+            old.failures = 0
+            self._due_now(old)
+
+    def _expect(self, job_id: str, data_hash: str) -> None:
+        namespace, _, name = job_id.partition("/")
+        sync = self._syncs.get((namespace, name))
+        if sync is not None:
+            sync.expected_hash = data_hash
+
+    def forget_sync(self, namespace: str, name: str) -> None:
+        self._syncs.pop((namespace, name), None)
+
+    def observe_store(self, kind: str, body: Mapping[str, Any]) -> None:
+        """A store was added or changed: check it, and re-sync its SecretSyncs if it changed."""
+        entry = stores.parse_store(kind, body)
+        old = self.stores.put(entry)
+        if old is not None and old.generation == entry.generation and old.uid == entry.uid:
+            return
+        if old is not None:
+            self.runner.forget(old.key)
+        self._spawn(self._check_store(entry))
+        for sync in self._syncs.values():
+            if sync.spec is not None and self._store_of(sync) is entry and old is not None:
+                self._due_now(sync)
+
+    def forget_store(self, kind: str, namespace: str, name: str) -> None:
+        old = self.stores.remove(kind, namespace, name)
+        if old is not None:
+            self.runner.forget(old.key)
+
+    def observe_secret(self, namespace: str, body: Mapping[str, Any] | None, name: str) -> None:
+        """A managed Secret changed or was deleted: repair drift from its SecretSync."""
+        annotations = ((body or {}).get("metadata") or {}).get("annotations") or {}
+        owner = annotations.get(OWNER_ANNOTATION)
+        sync = self._syncs.get((namespace, owner)) if owner else None
+        if sync is None:
+            sync = next(
+                (
+                    s
+                    for s in self._syncs.values()
+                    if s.namespace == namespace
+                    and s.spec
+                    and (s.spec.target.name or s.name) == name
+                ),
+                None,
+            )
+        if sync is None or sync.spec is None or sync.spec.target.creation_policy == "Merge":
+            return
+        if body is None:
+            if sync.expected_hash == DELETED:
+                return  # we deleted it (deletionPolicy Delete)
+        else:
+            data = {k: base64.b64decode(v) for k, v in (body.get("data") or {}).items()}
+            if hashing.data_hash(self._hmac_key, data) == sync.expected_hash:
+                return
+        logger.info(
+            "Secret %s/%s drifted from SecretSync %s; repairing", namespace, name, sync.name
+        )
+        self._due_now(sync)
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run due syncs until cancelled."""
+        while True:
+            now = self._clock()
+            due = self._pop_due(now)
+            if due:
+                self._dispatch(due)
+                continue
+            timeout = self._heap[0][0] - now if self._heap else None
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                pass
+            else:
+                await asyncio.sleep(BATCH_WINDOW)  # let a burst of events gather
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _pop_due(self, now: float) -> list[SyncEntry]:
+        out = []
+        while self._heap and self._heap[0][0] <= now:
+            due, _, key = heapq.heappop(self._heap)
+            entry = self._syncs.get(key)
+            if entry is not None and entry.due == due and not entry.running:
+                entry.due = None
+                out.append(entry)
+        return out
+
+    def _schedule(self, entry: SyncEntry, at: float) -> None:
+        entry.due = at
+        heapq.heappush(self._heap, (at, next(self._seq), entry.key))
+        self._wake.set()
+
+    def _due_now(self, entry: SyncEntry) -> None:
+        if entry.running:
+            entry.rerun = True
+        else:
+            self._schedule(entry, self._clock())
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _store_of(self, sync: SyncEntry) -> stores.StoreEntry | None:
+        return self.stores.lookup(sync.spec.store_ref, sync.namespace) if sync.spec else None
+
+    def _dispatch(self, due: list[SyncEntry]) -> None:
+        groups: dict[tuple[str, LoginPlan], tuple[stores.StoreEntry, list[SyncEntry]]] = {}
+        for sync in due:
+            sync.running = True
+            try:
+                store, plan = self._resolve(sync)
+            except _NotRunnableError as exc:
+                self._spawn(self._complete(sync, exc.outcome, store=None))
+                continue
+            groups.setdefault((store.key, plan), (store, []))[1].append(sync)
+        for (_, plan), (store, syncs) in groups.items():
+            self._spawn(self._run_group(store, plan, syncs))
+
+    def _resolve(self, sync: SyncEntry) -> tuple[stores.StoreEntry, LoginPlan]:
+        if sync.spec is None:
+            raise _NotRunnableError(_fail(Reason.INVALID_SPEC, sync.spec_error or "invalid spec"))
+        ref = sync.spec.store_ref
+        store = self._store_of(sync)
+        if store is None:
+            where = f" in namespace {sync.namespace}" if ref.kind == "SecretStore" else ""
+            raise _NotRunnableError(
+                _fail(
+                    Reason.STORE_NOT_READY, f"{ref.kind} {ref.name!r} does not exist{where}", True
+                )
+            )
+        if store.spec is None:
+            raise _NotRunnableError(
+                _fail(
+                    Reason.STORE_NOT_READY,
+                    f"{ref.kind} {ref.name!r} is invalid: {store.spec_error}",
+                )
+            )
+        try:
+            plan = plan_login(
+                store.spec,
+                store_namespace=store.namespace or None,
+                sync_namespace=sync.namespace,
+            )
+        except ConfigError as exc:
+            raise _NotRunnableError(failed(exc)) from None
+        return store, plan
+
+    async def _run_group(
+        self, store: stores.StoreEntry, plan: LoginPlan, syncs: list[SyncEntry]
+    ) -> None:
+        async with self._slots:
+            runnable: list[SyncEntry] = []
+            for sync in syncs:
+                refusal = await self._namespace_refusal(store, sync)
+                if refusal is not None:
+                    await self._complete(sync, refusal, store=store)
+                else:
+                    runnable.append(sync)
+            if not runnable:
+                return
+            jobs = [
+                SyncJob(namespace=s.namespace, name=s.name, uid=s.uid, spec=s.spec)
+                for s in runnable
+                if s.spec is not None
+            ]
+            try:
+                outcomes = await self.runner.run(store, plan, jobs)
+            except Exception:
+                logger.exception("sync round for %s failed unexpectedly", store.key)
+                outcomes = {
+                    j.id: _fail(
+                        Reason.PROVIDER_UNAVAILABLE, "internal error; see operator log", True
+                    )
+                    for j in jobs
+                }
+            for sync in runnable:
+                await self._complete(sync, outcomes[f"{sync.namespace}/{sync.name}"], store=store)
+
+    async def _namespace_refusal(self, store: stores.StoreEntry, sync: SyncEntry) -> Outcome | None:
+        if store.kind != "ClusterSecretStore" or store.spec is None or not store.spec.conditions:
+            return None
+        labels = None
+        if stores.needs_namespace_labels(store):
+            try:
+                labels = await self._kube.namespace_labels(sync.namespace)
+            except KubeError as exc:
+                return failed(exc)
+        if stores.namespace_allowed(store, sync.namespace, labels):
+            return None
+        return _fail(
+            Reason.NAMESPACE_NOT_ALLOWED,
+            f"ClusterSecretStore {store.name!r} does not allow namespace {sync.namespace!r} "
+            "(see its spec.conditions)",
+        )
+
+    # --- reporting --------------------------------------------------------------------------
+
+    async def _complete(
+        self, sync: SyncEntry, outcome: Outcome, *, store: stores.StoreEntry | None
+    ) -> None:
+        try:
+            if self._syncs.get(sync.key) is not sync:
+                return  # deleted or replaced while it ran
+            self._metrics.syncs.labels(outcome.write if outcome.ok else outcome.reason).inc()
+            await self._report(sync, outcome)
+        finally:
+            sync.running = False
+            self._reschedule(sync, outcome, store)
+
+    def _reschedule(
+        self, sync: SyncEntry, outcome: Outcome, store: stores.StoreEntry | None
+    ) -> None:
+        if self._syncs.get(sync.key) is not sync:
+            return
+        now = self._clock()
+        if sync.rerun:
+            sync.rerun = False
+            self._schedule(sync, now)
+            return
+        interval = sync.spec.refresh_seconds if sync.spec else 0.0
+        if outcome.ok:
+            sync.failures = 0
+            if interval > 0:
+                self._schedule(
+                    sync, schedule.next_refresh(now, interval, store.key if store else "")
+                )
+            return
+        sync.failures += 1
+        if outcome.retry:
+            self._schedule(sync, now + schedule.backoff(sync.failures, interval))
+        elif interval > 0:
+            self._schedule(sync, now + interval)
+
+    async def _report(self, sync: SyncEntry, outcome: Outcome) -> None:
+        previous = sync.status
+        now = _now_text()
+        changed = outcome.write in ("created", "updated", "deleted")
+        ready = st.ready_condition(
+            ok=outcome.ok,
+            reason=outcome.reason,
+            message=outcome.message,
+            generation=sync.generation,
+            previous=previous,
+            now=now,
+        )
+        new = Status(
+            conditions=(ready,),
+            observed_generation=sync.generation,
+            last_sync_time=now
+            if changed or previous.last_sync_time is None
+            else previous.last_sync_time,
+            synced_versions=outcome.versions if outcome.ok else previous.synced_versions,
+            data_hash=outcome.data_hash if outcome.ok else previous.data_hash,
+        )
+        if st.same_except_time(new, previous) and not changed:
+            return
+        try:
+            await self._kube.patch_status(
+                kind="SecretSync", namespace=sync.namespace, name=sync.name, status=st.to_patch(new)
+            )
+            sync.status = new
+        except KubeError as exc:
+            logger.warning("could not write status of SecretSync %s/%s: %s", *sync.key, exc)
+        if changed:
+            verb = {"created": "Created", "updated": "Updated", "deleted": "Deleted"}[outcome.write]
+            await self._event(sync, "Normal", verb, outcome.message)
+        elif not outcome.ok:
+            await self._event(sync, "Warning", outcome.reason, outcome.message)
+
+    async def _event(self, sync: SyncEntry, type_: str, reason: str, message: str) -> None:
+        try:
+            await self._kube.post_event(
+                kind="SecretSync",
+                namespace=sync.namespace,
+                name=sync.name,
+                uid=sync.uid,
+                type_=type_,
+                reason=reason,
+                message=message,
+            )
+        except KubeError as exc:
+            logger.warning("could not post Event for SecretSync %s/%s: %s", *sync.key, exc)
+
+    async def _check_store(self, store: stores.StoreEntry) -> None:
+        """A store's Ready: its spec is usable and, where the identity does not depend on
+        the SecretSync's namespace, a live login and check succeed."""
+        outcome = await self._store_outcome(store)
+        current = self.stores.current(store)
+        if current is not store:
+            return
+        ready = st.ready_condition(
+            ok=outcome.ok,
+            reason=outcome.reason,
+            message=outcome.message,
+            generation=store.generation,
+            previous=store.status,
+            now=_now_text(),
+        )
+        new = Status(conditions=(ready,), observed_generation=store.generation)
+        if st.same_except_time(new, store.status):
+            return
+        try:
+            await self._kube.patch_status(
+                kind=store.kind, namespace=store.namespace, name=store.name, status=st.to_patch(new)
+            )
+            store.status = new
+        except KubeError as exc:
+            logger.warning("could not write status of %s: %s", store.key, exc)
+
+    async def _store_outcome(self, store: stores.StoreEntry) -> Outcome:
+        if store.spec is None:
+            return _fail(Reason.INVALID_SPEC, store.spec_error or "invalid spec")
+        per_namespace = store.kind == "ClusterSecretStore" and _depends_on_namespace(store)
+        if per_namespace:
+            return Outcome(
+                ok=True,
+                reason=Reason.VALID,
+                message="spec is valid; each namespace authenticates as itself when it syncs",
+            )
+        try:
+            plan = plan_login(
+                store.spec, store_namespace=store.namespace or None, sync_namespace=""
+            )
+            client, session = await self.runner.client(store, plan)
+            await client.validate()
+        except SecretSyncError as exc:
+            return failed(exc, context=f"authentication check of {store.kind} {store.name}")
+        return Outcome(ok=True, reason=Reason.VALID, message=f"authenticated as {session.identity}")
+
+
+class _NotRunnableError(Exception):
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome.message)
+        self.outcome = outcome
+
+
+def _fail(reason: str, message: str, retry: bool = False) -> Outcome:
+    return Outcome(ok=False, reason=reason, message=message, retry=retry)
+
+
+def _depends_on_namespace(store: stores.StoreEntry) -> bool:
+    """Whether a ClusterSecretStore's identity resolves in each SecretSync's namespace."""
+    if store.spec is None:
+        return False
+    probe_a = plan_login(store.spec, store_namespace=None, sync_namespace="a")
+    probe_b = plan_login(store.spec, store_namespace=None, sync_namespace="b")
+    return probe_a.describe() != probe_b.describe()

@@ -1,0 +1,71 @@
+"""What a sync attempt ended with, and how errors map to the `Ready` condition."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from secretsync.engine.writer import WriteOutcome
+from secretsync.errors import (
+    AccessDeniedError,
+    ConfigError,
+    KubeError,
+    KubeNotFoundError,
+    ProviderAuthError,
+    ProviderConfigError,
+    ProviderUnavailableError,
+    SecretNotFoundError,
+    SecretSyncError,
+)
+from secretsync.models.status import Reason
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Outcome:
+    """One SecretSync's result in a sync round."""
+
+    ok: bool
+    reason: str
+    message: str
+    retry: bool = False  # back off and retry before the next refresh
+    write: WriteOutcome = "unchanged"
+    versions: dict[str, str] = dataclasses.field(default_factory=dict)
+    data_hash: str | None = None
+
+
+def reason_for(error: BaseException) -> tuple[str, bool]:
+    """(reason, retry soon) for an error; the order matters: subclasses first."""
+    if isinstance(error, SecretNotFoundError):
+        return Reason.NOT_FOUND, False
+    if isinstance(error, AccessDeniedError):
+        return Reason.ACCESS_DENIED, False
+    if isinstance(error, ProviderAuthError):
+        return Reason.AUTH_FAILED, True
+    if isinstance(error, KubeNotFoundError):
+        return Reason.AUTH_FAILED, True  # a ServiceAccount or credential Secret is missing
+    if isinstance(error, ProviderConfigError | ConfigError):
+        return Reason.INVALID_SPEC, False
+    if isinstance(error, ProviderUnavailableError | KubeError):
+        return Reason.PROVIDER_UNAVAILABLE, True
+    return Reason.PROVIDER_UNAVAILABLE, True
+
+
+def failed(error: SecretSyncError, *, context: str = "") -> Outcome:
+    """The outcome for an error; its message is ours and carries no value."""
+    reason, retry = reason_for(error)
+    text = f"{context}: {error}" if context else str(error)
+    return Outcome(ok=False, reason=reason, message=text, retry=retry)
+
+
+def audit_outcome(error: BaseException | None) -> str:
+    """The audit record's outcome word for a read."""
+    if error is None:
+        return "success"
+    if isinstance(error, SecretNotFoundError):
+        return "not_found"
+    if isinstance(error, AccessDeniedError):
+        return "denied"
+    if isinstance(error, ProviderAuthError):
+        return "auth_failed"
+    if isinstance(error, ProviderUnavailableError):
+        return "unavailable"
+    return "error"

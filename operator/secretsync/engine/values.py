@@ -1,0 +1,104 @@
+"""From fetched remote values to Secret keys: properties, extract, find naming, checks.
+
+Pure functions. Errors name the SecretSync field and the remote key, never a value.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from secretsync.errors import ConfigError
+from secretsync.models.remote import RemoteValue
+
+SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+MAX_SECRET_BYTES = 1024 * 1024  # the apiserver's limit for a Secret
+
+
+def _json(value: RemoteValue, *, where: str, key: str) -> Any:
+    if value.is_binary:
+        raise ConfigError(f"{where}: remote secret {key!r} is binary, not JSON")
+    try:
+        return json.loads(value.value)
+    except ValueError:
+        raise ConfigError(f"{where}: remote secret {key!r} is not JSON") from None
+
+
+def _walk(doc: Any, prop: str, *, where: str, key: str) -> Any:
+    # An exact top-level key wins, so JSON keys that contain dots stay reachable.
+    if isinstance(doc, dict) and prop in doc:
+        return doc[prop]
+    node = doc
+    for part in prop.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            raise ConfigError(f"{where}: property {prop!r} does not exist in remote secret {key!r}")
+    return node
+
+
+def _to_bytes(node: Any) -> bytes:
+    if isinstance(node, str):
+        return node.encode()
+    return json.dumps(node, separators=(",", ":")).encode()
+
+
+def select(value: RemoteValue, prop: str | None, *, where: str, key: str) -> bytes:
+    """The bytes for one Secret key: the whole value, or a property of its JSON."""
+    if prop is None:
+        return value.value
+    return _to_bytes(_walk(_json(value, where=where, key=key), prop, where=where, key=key))
+
+
+def extract(value: RemoteValue, prop: str | None, *, where: str, key: str) -> dict[str, bytes]:
+    """Every top-level key of the JSON object (or of the object at prop)."""
+    doc = _json(value, where=where, key=key)
+    if prop is not None:
+        doc = _walk(doc, prop, where=where, key=key)
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{where}: remote secret {key!r} is not a JSON object")
+    out: dict[str, bytes] = {}
+    for name, node in doc.items():
+        if not SECRET_KEY.match(name):
+            raise ConfigError(
+                f"{where}: JSON key {name!r} of remote secret {key!r} is not a valid Secret key "
+                "(alphanumerics, '-', '_', '.')"
+            )
+        out[name] = _to_bytes(node)
+    return out
+
+
+def key_for_found(remote_key: str) -> str:
+    """The Secret key for a remote secret found by dataFrom.find: its name, made valid."""
+    name = re.sub(r"[^-._a-zA-Z0-9]", "_", remote_key.strip("/"))
+    return name or "_"
+
+
+def merge(parts: Sequence[tuple[str, Mapping[str, bytes]]]) -> dict[str, bytes]:
+    """Join data and dataFrom results; two sources of one key is an error naming both."""
+    out: dict[str, bytes] = {}
+    origin: dict[str, str] = {}
+    for where, data in parts:
+        for key, val in data.items():
+            if key in out:
+                raise ConfigError(
+                    f"Secret key {key!r} comes from both {origin[key]} and {where}; "
+                    "each key may come from one source only"
+                )
+            out[key] = val
+            origin[key] = where
+    return out
+
+
+def check_size(data: Mapping[str, bytes]) -> None:
+    """Refuse data the apiserver would refuse, with a message that says so."""
+    size = sum(len(k) + len(v) for k, v in data.items())
+    if size > MAX_SECRET_BYTES:
+        raise ConfigError(
+            f"the Secret's data would be {size} bytes, over the 1 MiB Secret limit; "
+            "split it across several SecretSyncs"
+        )

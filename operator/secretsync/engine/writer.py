@@ -1,0 +1,151 @@
+"""Writing the target Secret: only when its content would change, honouring the
+creation policy, never touching a Secret this SecretSync does not manage."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Literal
+
+from secretsync.errors import ConfigError
+from secretsync.kube import Kube, Owner, SecretObject
+from secretsync.models.sync import Target
+
+MANAGED_BY = ("app.kubernetes.io/managed-by", "secretsync")
+OWNER_ANNOTATION = "secretsync.io/secretsync"
+
+WriteOutcome = Literal["created", "updated", "unchanged", "deleted"]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SyncTarget:
+    """The SecretSync a write is for."""
+
+    namespace: str
+    name: str  # the SecretSync's name
+    uid: str
+    target: Target
+
+    @property
+    def secret_name(self) -> str:
+        return self.target.name or self.name
+
+
+def _labels(t: SyncTarget) -> dict[str, str]:
+    return {**t.target.labels, MANAGED_BY[0]: MANAGED_BY[1]}
+
+
+def _annotations(t: SyncTarget) -> dict[str, str]:
+    return {**t.target.annotations, OWNER_ANNOTATION: t.name}
+
+
+def _ours(t: SyncTarget, secret: SecretObject) -> bool:
+    return t.uid in secret.owner_uids or secret.annotations.get(OWNER_ANNOTATION) == t.name
+
+
+def _covers(have: Mapping[str, str], want: Mapping[str, str]) -> bool:
+    return all(have.get(k) == v for k, v in want.items())
+
+
+async def write(kube: Kube, t: SyncTarget, data: Mapping[str, bytes]) -> WriteOutcome:
+    """Make the target Secret hold the data; no API write when it already does."""
+    existing = await kube.get_secret(t.namespace, t.secret_name)
+    policy = t.target.creation_policy
+    if policy == "Merge":
+        return await _merge(kube, t, existing, data)
+    if existing is None:
+        await _create(kube, t, data)
+        return "created"
+    if not _ours(t, existing):
+        raise ConfigError(
+            f"spec.target.name: Secret {t.namespace}/{t.secret_name} already exists and is not "
+            "managed by this SecretSync; choose another name, or creationPolicy Merge to "
+            "write into it"
+        )
+    same = (
+        dict(existing.data) == dict(data)
+        and existing.type == t.target.type
+        and existing.immutable == t.target.immutable
+        and _covers(existing.labels, _labels(t))
+        and _covers(existing.annotations, _annotations(t))
+    )
+    if same:
+        return "unchanged"
+    if existing.type != t.target.type or existing.immutable or t.target.immutable:
+        # Type and immutability cannot change in place: replace the Secret.
+        await kube.delete_secret(t.namespace, t.secret_name)
+        await _create(kube, t, data)
+        return "updated"
+    removed: dict[str, bytes | None] = {k: None for k in existing.data if k not in data}
+    await kube.patch_secret(
+        namespace=t.namespace,
+        name=t.secret_name,
+        data={**removed, **data},
+        labels=_labels(t),
+        annotations=_annotations(t),
+        resource_version=existing.resource_version,
+    )
+    return "updated"
+
+
+async def _create(kube: Kube, t: SyncTarget, data: Mapping[str, bytes]) -> None:
+    owner = Owner(name=t.name, uid=t.uid) if t.target.creation_policy == "Owner" else None
+    await kube.create_secret(
+        namespace=t.namespace,
+        name=t.secret_name,
+        type_=t.target.type,
+        data=data,
+        labels=_labels(t),
+        annotations=_annotations(t),
+        owner=owner,
+        immutable=t.target.immutable,
+    )
+
+
+async def _merge(
+    kube: Kube, t: SyncTarget, existing: SecretObject | None, data: Mapping[str, bytes]
+) -> WriteOutcome:
+    if existing is None:
+        raise ConfigError(
+            f"spec.target.creationPolicy: Merge writes into an existing Secret, and "
+            f"{t.namespace}/{t.secret_name} does not exist"
+        )
+    if all(existing.data.get(k) == v for k, v in data.items()) and _covers(
+        existing.annotations, {OWNER_ANNOTATION: t.name}
+    ):
+        return "unchanged"
+    # Only our keys are written; every other key of the Secret is left as it is.
+    await kube.patch_secret(
+        namespace=t.namespace,
+        name=t.secret_name,
+        data=dict(data),
+        labels=existing.labels,
+        annotations={**existing.annotations, OWNER_ANNOTATION: t.name},
+        resource_version=existing.resource_version,
+    )
+    return "updated"
+
+
+async def remove(kube: Kube, t: SyncTarget, keys: set[str]) -> WriteOutcome:
+    """deletionPolicy Delete after the remote secret is gone: delete our Secret (or, for
+    Merge, only our keys). A Secret we do not manage is never touched."""
+    existing = await kube.get_secret(t.namespace, t.secret_name)
+    if existing is None:
+        return "unchanged"
+    if t.target.creation_policy != "Merge":
+        if not _ours(t, existing):
+            return "unchanged"
+        await kube.delete_secret(t.namespace, t.secret_name)
+        return "deleted"
+    present = keys & set(existing.data)
+    if not present:
+        return "unchanged"
+    await kube.patch_secret(
+        namespace=t.namespace,
+        name=t.secret_name,
+        data=dict.fromkeys(present),
+        labels=existing.labels,
+        annotations=existing.annotations,
+        resource_version=existing.resource_version,
+    )
+    return "deleted"

@@ -1,0 +1,374 @@
+"""The only place the Kubernetes API is called.
+
+The official client is synchronous; every call runs in a worker thread so the
+operator's event loop never blocks. API errors become the operator's own
+(KubeError, KubeNotFoundError), chained to the client's exception, whose text
+names objects, never Secret data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import concurrent.futures
+import contextlib
+import dataclasses
+import datetime
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from secretsync.errors import KubeError, KubeNotFoundError
+
+T = TypeVar("T")
+GROUP = "secretsync.io"
+VERSION = "v1alpha1"
+PLURALS = {
+    "SecretSync": "secretsyncs",
+    "SecretStore": "secretstores",
+    "ClusterSecretStore": "clustersecretstores",
+}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SecretObject:
+    """A Secret as the engine needs it; `data` is decoded bytes and never printed."""
+
+    namespace: str
+    name: str
+    type: str
+    data: Mapping[str, bytes] = dataclasses.field(repr=False)
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    owner_uids: tuple[str, ...]
+    immutable: bool
+    resource_version: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Owner:
+    """An ownerReference to a SecretSync."""
+
+    name: str
+    uid: str
+
+
+def _b64(data: Mapping[str, bytes]) -> dict[str, str]:
+    return {k: base64.b64encode(v).decode() for k, v in data.items()}
+
+
+def _unb64(data: Mapping[str, str] | None) -> dict[str, bytes]:
+    return {k: base64.b64decode(v) for k, v in (data or {}).items()}
+
+
+class Kube:
+    """Typed, asynchronous access to the few API calls the operator makes."""
+
+    def __init__(self, api: Any, *, workers: int = 16) -> None:
+        self._api = api
+        self._core = kubernetes.client.CoreV1Api(api)
+        self._apps = kubernetes.client.AppsV1Api(api)
+        self._custom = kubernetes.client.CustomObjectsApi(api)
+        # The default executor has cpu+4 threads; API calls mostly wait on the network.
+        self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="kube")
+
+    @classmethod
+    def connect(cls) -> Kube:
+        """In a Pod, the mounted ServiceAccount; elsewhere KUBECONFIG, like kubectl."""
+        try:
+            kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
+            api = kubernetes.client.ApiClient()
+        except kubernetes.config.ConfigException:
+            api = kubernetes.config.new_client_from_config()  # type: ignore[no-untyped-call]
+        return cls(api)
+
+    async def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        await asyncio.to_thread(self._api.close)
+
+    async def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        except ApiException as exc:
+            if exc.status == 404:
+                raise KubeNotFoundError(f"{what}: not found") from exc
+            raise KubeError(f"{what}: HTTP {exc.status} {exc.reason}") from exc
+
+    # --- Secrets --------------------------------------------------------------------
+
+    async def get_secret(self, namespace: str, name: str) -> SecretObject | None:
+        """The Secret, or None if it does not exist."""
+        try:
+            raw: Any = await self._call(
+                f"read Secret {namespace}/{name}",
+                self._core.read_namespaced_secret,
+                name,
+                namespace,
+            )
+        except KubeNotFoundError:
+            return None
+        meta = raw.metadata
+        return SecretObject(
+            namespace=namespace,
+            name=name,
+            type=raw.type or "Opaque",
+            data=_unb64(raw.data),
+            labels=dict(meta.labels or {}),
+            annotations=dict(meta.annotations or {}),
+            owner_uids=tuple(o.uid for o in meta.owner_references or ()),
+            immutable=bool(raw.immutable),
+            resource_version=meta.resource_version or "",
+        )
+
+    async def secret_value(self, namespace: str, name: str, key: str) -> bytes:
+        """One key of a Secret (a credential); a clear error if it is missing."""
+        secret = await self.get_secret(namespace, name)
+        if secret is None:
+            raise KubeNotFoundError(f"Secret {namespace}/{name} does not exist")
+        if key not in secret.data:
+            raise KubeNotFoundError(f"Secret {namespace}/{name} has no key {key!r}")
+        return secret.data[key]
+
+    async def config_map_value(self, namespace: str, name: str, key: str) -> bytes:
+        raw: Any = await self._call(
+            f"read ConfigMap {namespace}/{name}",
+            self._core.read_namespaced_config_map,
+            name,
+            namespace,
+        )
+        if key not in (raw.data or {}):
+            raise KubeNotFoundError(f"ConfigMap {namespace}/{name} has no key {key!r}")
+        return str(raw.data[key]).encode()
+
+    async def create_secret(
+        self,
+        *,
+        namespace: str,
+        name: str,
+        type_: str,
+        data: Mapping[str, bytes],
+        labels: Mapping[str, str],
+        annotations: Mapping[str, str],
+        owner: Owner | None,
+        immutable: bool,
+    ) -> None:
+        owners = (
+            [
+                {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": "SecretSync",
+                    "name": owner.name,
+                    "uid": owner.uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ]
+            if owner
+            else None
+        )
+        body = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "labels": dict(labels),
+                "annotations": dict(annotations),
+                **({"ownerReferences": owners} if owners else {}),
+            },
+            "type": type_,
+            "data": _b64(data),
+            **({"immutable": True} if immutable else {}),
+        }
+        await self._call(
+            f"create Secret {namespace}/{name}",
+            self._core.create_namespaced_secret,
+            namespace,
+            body,
+        )
+
+    async def patch_secret(
+        self,
+        *,
+        namespace: str,
+        name: str,
+        data: Mapping[str, bytes | None],
+        labels: Mapping[str, str],
+        annotations: Mapping[str, str],
+        resource_version: str,
+    ) -> None:
+        """A merge patch: keys mapped to None are removed, other keys are left alone.
+
+        The resourceVersion makes it conditional, so a concurrent edit is never
+        overwritten blindly; the engine retries on the next event.
+        """
+        body = {
+            "metadata": {
+                "labels": dict(labels),
+                "annotations": dict(annotations),
+                "resourceVersion": resource_version,
+            },
+            "data": {
+                k: (None if v is None else base64.b64encode(v).decode()) for k, v in data.items()
+            },
+        }
+        await self._call(
+            f"patch Secret {namespace}/{name}",
+            self._core.patch_namespaced_secret,
+            name,
+            namespace,
+            body,
+        )
+
+    async def delete_secret(self, namespace: str, name: str) -> None:
+        with contextlib.suppress(KubeNotFoundError):
+            await self._call(
+                f"delete Secret {namespace}/{name}",
+                self._core.delete_namespaced_secret,
+                name,
+                namespace,
+            )
+
+    # --- identities -----------------------------------------------------------------
+
+    async def token_request(
+        self, *, namespace: str, service_account: str, audiences: tuple[str, ...], seconds: int
+    ) -> tuple[str, float]:
+        """A ServiceAccount token from TokenRequest and its expiry (epoch seconds)."""
+        body = kubernetes.client.AuthenticationV1TokenRequest(
+            spec=kubernetes.client.V1TokenRequestSpec(
+                audiences=list(audiences), expiration_seconds=seconds
+            )
+        )
+        resp = await self._call(
+            f"TokenRequest for ServiceAccount {namespace}/{service_account}",
+            self._core.create_namespaced_service_account_token,
+            service_account,
+            namespace,
+            body,
+        )
+        status = resp.status
+        if status is None or not status.token:
+            raise KubeError(f"TokenRequest for {namespace}/{service_account} returned no token")
+        expiry = status.expiration_timestamp
+        expires = (
+            expiry.timestamp()
+            if isinstance(expiry, datetime.datetime)
+            else datetime.datetime.now(datetime.UTC).timestamp() + seconds
+        )
+        return str(status.token), expires
+
+    async def namespace_labels(self, name: str) -> dict[str, str]:
+        raw: Any = await self._call(f"read Namespace {name}", self._core.read_namespace, name)
+        return dict(raw.metadata.labels or {})
+
+    # --- custom resources -----------------------------------------------------------------
+
+    async def patch_status(
+        self, *, kind: str, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> None:
+        """Merge-patch the status subresource."""
+        body = {"status": dict(status)}
+        where = f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
+        if namespace:
+            await self._call(
+                f"patch status of {where}",
+                self._custom.patch_namespaced_custom_object_status,
+                GROUP,
+                VERSION,
+                namespace,
+                PLURALS[kind],
+                name,
+                body,
+            )
+        else:
+            await self._call(
+                f"patch status of {where}",
+                self._custom.patch_cluster_custom_object_status,
+                GROUP,
+                VERSION,
+                PLURALS[kind],
+                name,
+                body,
+            )
+
+    async def post_event(
+        self,
+        *,
+        kind: str,
+        namespace: str,
+        name: str,
+        uid: str,
+        type_: str,
+        reason: str,
+        message: str,
+    ) -> None:
+        """A core/v1 Event about a custom resource (best effort: failures are not fatal)."""
+        now = datetime.datetime.now(datetime.UTC)
+        body = kubernetes.client.CoreV1Event(
+            metadata=kubernetes.client.V1ObjectMeta(
+                generate_name=f"{name}.", namespace=namespace or "default"
+            ),
+            involved_object=kubernetes.client.V1ObjectReference(
+                api_version=f"{GROUP}/{VERSION}",
+                kind=kind,
+                name=name,
+                namespace=namespace or None,
+                uid=uid,
+            ),
+            type=type_,
+            reason=reason,
+            message=message[:1024],
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            source=kubernetes.client.V1EventSource(component="secretsync"),
+            reporting_component="secretsync.io/operator",
+            reporting_instance="secretsync",
+        )
+        await self._call(
+            f"post Event for {kind} {name}",
+            self._core.create_namespaced_event,
+            namespace or "default",
+            body,
+        )
+
+    # --- operator state ----------------------------------------------------------------------
+
+    async def ensure_secret_key(
+        self, namespace: str, name: str, key: str, make: Callable[[], bytes]
+    ) -> bytes:
+        """A key of the operator's own Secret, created with make() the first time."""
+        secret = await self.get_secret(namespace, name)
+        if secret is not None and key in secret.data:
+            return secret.data[key]
+        value = make()
+        if secret is None:
+            try:
+                await self.create_secret(
+                    namespace=namespace,
+                    name=name,
+                    type_="Opaque",
+                    data={key: value},
+                    labels={"app.kubernetes.io/name": "secretsync"},
+                    annotations={},
+                    owner=None,
+                    immutable=False,
+                )
+            except KubeError:
+                # Another replica won the race: use its key.
+                return await self.secret_value(namespace, name, key)
+            return value
+        await self.patch_secret(
+            namespace=namespace,
+            name=name,
+            data={key: value},
+            labels=secret.labels,
+            annotations=secret.annotations,
+            resource_version=secret.resource_version,
+        )
+        return value

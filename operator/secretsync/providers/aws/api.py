@@ -1,0 +1,158 @@
+"""One SecretsClient's access to the SDK: lazily built clients, calls run off the event loop,
+each reported to the observer and its errors translated."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+import boto3
+from botocore import exceptions as botocore_exceptions
+
+from secretsync.errors import (
+    AccessDeniedError,
+    ProviderAuthError,
+    ProviderConfigError,
+    ProviderError,
+    ProviderUnavailableError,
+)
+from secretsync.models.remote import CallObserver
+from secretsync.models.store import AwsProvider
+from secretsync.providers.aws import credentials as aws_credentials
+from secretsync.providers.aws import errors
+
+if TYPE_CHECKING:
+    from mypy_boto3_sts import STSClient
+
+ClientT = TypeVar("ClientT")
+ResultT = TypeVar("ResultT")
+ItemT = TypeVar("ItemT")
+
+# Calls one client may have in flight at once (per-key calls such as DescribeSecret);
+# the engine's per-store budget limits the rate, this limits the burst and the threads.
+CONCURRENCY = 8
+
+
+class Api(Generic[ClientT]):
+    """The SDK clients of one SecretsClient, built once on first use."""
+
+    def __init__(
+        self,
+        *,
+        spec: AwsProvider,
+        credentials: aws_credentials.Credentials,
+        make: Callable[[boto3.Session, AwsProvider], ClientT],
+        observe: CallObserver,
+    ) -> None:
+        self._spec = spec
+        self._credentials = credentials
+        self._make = make
+        self._observe = observe
+        self._lock = asyncio.Lock()
+        self._session: boto3.Session | None = None
+        self._client: ClientT | None = None
+        self._sts: STSClient | None = None
+        self._limit = asyncio.Semaphore(CONCURRENCY)
+
+    async def _build(self, make: Callable[[boto3.Session, AwsProvider], ResultT]) -> ResultT:
+        """Build an SDK object off the event loop (the SDK reads its data files)."""
+        try:
+            if self._session is None:
+                self._session = await asyncio.to_thread(
+                    aws_credentials.boto_session, self._credentials, self._spec
+                )
+            return await asyncio.to_thread(make, self._session, self._spec)
+        except (botocore_exceptions.BotoCoreError, ValueError) as exc:
+            # A malformed endpoint URL or region; the SDK's text would only repeat them.
+            failure = ProviderConfigError(
+                f"spec.provider.aws: cannot build an SDK client for region {self._spec.region!r} "
+                f"and endpoint {self._spec.endpoint!r} ({type(exc).__name__})"
+            )
+        raise failure
+
+    async def client(self) -> ClientT:
+        """The service client, built on first use."""
+        async with self._lock:
+            if self._client is None:
+                self._client = await self._build(self._make)
+            return self._client
+
+    async def sts(self) -> STSClient:
+        """An STS client signing with the same credentials, built on first use."""
+        async with self._lock:
+            if self._sts is None:
+                self._sts = await self._build(aws_credentials.sts_client)
+            return self._sts
+
+    async def call(
+        self, operation: str, request: Callable[[], ResultT], *, key: str | None = None
+    ) -> ResultT:
+        """Run one SDK call in a worker thread, report it, translate its errors.
+
+        `key` names the remote key (or batch) in error messages. The translated error is
+        raised outside the `except` block so that it carries no link to the SDK's
+        exception, whose text may quote the request.
+        """
+        outcome = "error"
+        try:
+            async with self._limit:
+                try:
+                    result = await asyncio.to_thread(request)
+                except (botocore_exceptions.ClientError, botocore_exceptions.BotoCoreError) as exc:
+                    failure = errors.translate(exc, operation=operation, key=key)
+                else:
+                    outcome = "success"
+                    return result
+        finally:
+            self._observe(operation, outcome)
+        raise failure
+
+    async def validate(self) -> None:
+        """Prove the credentials work: STS GetCallerIdentity needs no permission at all."""
+        sts = await self.sts()
+        await self.call("GetCallerIdentity", sts.get_caller_identity)
+
+    async def close(self) -> None:
+        """Close the SDK clients' connection pools."""
+        async with self._lock:
+            for client in (self._client, self._sts):
+                close = getattr(client, "close", None)
+                if close is not None:
+                    await asyncio.to_thread(close)
+            self._client = self._sts = None
+            self._session = None
+
+
+def chunks(items: Sequence[ItemT], size: int) -> Iterator[Sequence[ItemT]]:
+    """Consecutive slices of at most `size` items."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+async def gather_each(
+    items: Iterable[ItemT], run: Callable[[ItemT], Awaitable[ResultT]]
+) -> list[ResultT | ProviderError]:
+    """Run `run` for every item concurrently; a ProviderError becomes that item's result."""
+
+    async def one(item: ItemT) -> ResultT | ProviderError:
+        try:
+            return await run(item)
+        except ProviderError as error:
+            return error
+
+    return list(await asyncio.gather(*(one(item) for item in items)))
+
+
+def raise_session_errors(results: Iterable[object]) -> None:
+    """Raise the first error that concerns the session or the service rather than one ref.
+
+    AWS being down or throttling, or refusing the credentials, is no property of a
+    key: the engine must see it as such (back off, or log in again) instead of
+    reporting it against every key.
+    """
+    for result in results:
+        if isinstance(result, ProviderUnavailableError) or (
+            isinstance(result, ProviderAuthError) and not isinstance(result, AccessDeniedError)
+        ):
+            raise result

@@ -1,0 +1,72 @@
+"""The provider seam, batch-first, in the spirit of External Secrets Operator's SecretsClient.
+
+A `Backend` is built from a store's provider spec; it turns login material the
+engine gathered from Kubernetes (a ServiceAccount token, credential values
+from Secrets) into a `Session`, and a session into a `SecretsClient`. The
+engine caches sessions per identity (auth/) and never sees an SDK.
+
+Errors are the ones in secretsync.errors; SDK exceptions are wrapped, and no
+message carries a secret value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from secretsync.errors import ProviderError
+from secretsync.models.remote import CallObserver, FindQuery, RemoteRef, RemoteValue
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LoginMaterial:
+    """What the engine read from Kubernetes for one identity."""
+
+    service_account_token: str | None = dataclasses.field(default=None, repr=False)
+    # Credential values from Secrets, by the spec field that referenced them
+    # ("accessKeyId", "secretAccessKey", "sessionToken", "secretId", "token").
+    secrets: Mapping[str, bytes] = dataclasses.field(default_factory=dict, repr=False)
+    ca_pem: bytes | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Session:
+    """A logged-in identity."""
+
+    identity: str  # for audit records: a role ARN, "vault:kubernetes/team-a"; never a secret
+    expires_at: float | None  # epoch seconds; None: it does not expire
+    credentials: object = dataclasses.field(repr=False)  # the backend's own, opaque to the engine
+
+
+class SecretsClient(Protocol):
+    """Reads secrets as one session."""
+
+    async def fetch(
+        self, refs: Sequence[RemoteRef]
+    ) -> Mapping[RemoteRef, RemoteValue | ProviderError]:
+        """Every ref's value, or the error for that ref; batched where the API allows."""
+
+    async def versions(self, refs: Sequence[RemoteRef]) -> Mapping[RemoteRef, str]:
+        """The current version id of each ref without reading values (a cheap change check)."""
+
+    async def find(self, query: FindQuery) -> Sequence[RemoteRef]:
+        """The refs of every remote secret matching the query."""
+
+    async def validate(self) -> None:
+        """Prove the session can talk to the provider (store readiness)."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+
+class Backend(Protocol):
+    """One provider kind, configured from a store's provider spec."""
+
+    name: str  # "aws" | "vault": the provider label of metrics
+
+    async def login(self, material: LoginMaterial) -> Session:
+        """Exchange the login material for a session."""
+
+    def client(self, session: Session, observe: CallObserver) -> SecretsClient:
+        """A client reading as the session; each API call is reported to observe."""

@@ -1,0 +1,811 @@
+"""AWS-only behaviour of the AWS backend, against moto: the login paths, the endpoint rule,
+error mapping, and the rule that no secret value ever reaches an exception.
+
+Most cases use the environment's moto. Access denial needs IAM enforced, which
+the shared moto does not do, so those cases run against a moto of their own
+that enforces IAM once its users are set up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
+
+from harness.devenv import AWS_REGION, DevEnv
+from harness.processes import Processes, free_port, http_ok
+from harness.targets.aws import ACCOUNT, admin_secretsmanager, admin_ssm, dummy_token
+from secretsync.errors import (
+    AccessDeniedError,
+    ProviderAuthError,
+    ProviderConfigError,
+    ProviderError,
+    ProviderUnavailableError,
+    SecretNotFoundError,
+)
+from secretsync.models.remote import FindQuery, RemoteRef, RemoteValue
+from secretsync.models.store import AwsProvider, ProviderSpec
+from secretsync.providers import registry
+from secretsync.providers.aws import AwsBackend, AwsCredentials
+from secretsync.providers.aws import credentials as aws_credentials
+from secretsync.providers.aws import errors as aws_errors
+from secretsync.providers.base import LoginMaterial, SecretsClient, Session
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_ssm import SSMClient
+
+pytestmark = pytest.mark.integration
+
+T = TypeVar("T")
+Service = Literal["SecretsManager", "ParameterStore"]
+
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/secretsync-test-reader"
+# A value that must never show up in an error message, a repr or a log line.
+SENTINEL = "SENTINEL-d41d8cd98f00-value"
+
+
+class Calls:
+    """A CallObserver that remembers every (operation, outcome)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str]] = []
+
+    def __call__(self, operation: str, outcome: str) -> None:
+        self.seen.append((operation, outcome))
+
+
+def spec(endpoint: str, service: Service = "SecretsManager", **fields: Any) -> AwsProvider:
+    return AwsProvider(service=service, region=AWS_REGION, endpoint=endpoint, **fields)
+
+
+def static_keys(key_id: str, secret: str, token: str | None = None) -> LoginMaterial:
+    secrets = {"accessKeyId": key_id.encode(), "secretAccessKey": secret.encode()}
+    if token is not None:
+        secrets["sessionToken"] = token.encode()
+    return LoginMaterial(secrets=secrets)
+
+
+def login(provider: AwsProvider, material: LoginMaterial) -> Session:
+    return asyncio.run(AwsBackend(provider).login(material))
+
+
+def use(
+    provider: AwsProvider,
+    session: Session,
+    run: Callable[[SecretsClient], Awaitable[T]],
+    calls: Calls | None = None,
+) -> T:
+    """Run `run` with a client of the session, then close it."""
+
+    async def go() -> T:
+        client = AwsBackend(provider).client(session, calls if calls is not None else Calls())
+        try:
+            return await run(client)
+        finally:
+            await client.close()
+
+    return asyncio.run(go())
+
+
+def caller_arn(provider: AwsProvider, session: Session) -> str:
+    """Who AWS thinks the session's credentials are (STS GetCallerIdentity)."""
+    creds = session.credentials
+    assert isinstance(creds, AwsCredentials)
+    sts = boto3.client(
+        "sts",
+        endpoint_url=provider.endpoint,
+        region_name=AWS_REGION,
+        aws_access_key_id=creds.access_key_id,
+        aws_secret_access_key=creds.secret_access_key,
+        aws_session_token=creds.session_token,
+    )
+    return str(sts.get_caller_identity()["Arn"])
+
+
+@pytest.fixture(scope="module")
+def endpoint(env: DevEnv) -> str:
+    return env.aws_endpoint
+
+
+@pytest.fixture(scope="module")
+def sm(endpoint: str) -> SecretsManagerClient:
+    """An admin Secrets Manager client, for seeding."""
+    return admin_secretsmanager(endpoint)
+
+
+@pytest.fixture(scope="module")
+def ssm(endpoint: str) -> SSMClient:
+    """An admin SSM client, for seeding."""
+    return admin_ssm(endpoint)
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"secretsync-aws-test/{uuid.uuid4().hex[:12]}/"
+
+
+@pytest.fixture
+def seeded(sm: SecretsManagerClient, prefix: str) -> str:
+    """A Secrets Manager secret holding SENTINEL."""
+    key = prefix + "seeded"
+    sm.create_secret(Name=key, SecretString=SENTINEL)
+    return key
+
+
+def read_one(provider: AwsProvider, session: Session, key: str) -> RemoteValue | ProviderError:
+    return use(provider, session, lambda c: c.fetch([RemoteRef(key)]))[RemoteRef(key)]
+
+
+# --- login --------------------------------------------------------------------------------
+
+
+def test_web_identity_login_assumes_the_role_and_reads(endpoint: str, seeded: str) -> None:
+    provider = spec(endpoint, role=ROLE)
+
+    session = login(provider, LoginMaterial(service_account_token=dummy_token("team-a", "sync")))
+
+    assert session.identity == ROLE
+    assert session.expires_at is not None
+    assert session.expires_at > time.time() + 60
+    assert caller_arn(provider, session).endswith(
+        ":assumed-role/secretsync-test-reader/secretsync-team-a.sync"
+    )
+    got = read_one(provider, session, seeded)
+    assert isinstance(got, RemoteValue)
+    assert got.value == SENTINEL.encode()
+
+
+def test_web_identity_without_a_role_is_a_config_error(endpoint: str) -> None:
+    with pytest.raises(ProviderConfigError, match=r"spec\.provider\.aws\.role"):
+        login(spec(endpoint), LoginMaterial(service_account_token=dummy_token()))
+
+
+def test_a_token_that_is_not_a_jwt_still_gets_a_valid_session_name(endpoint: str) -> None:
+    provider = spec(endpoint, role=ROLE)
+
+    session = login(provider, LoginMaterial(service_account_token="opaque token!"))
+
+    assert caller_arn(provider, session).endswith("/secretsync-sa")
+
+
+def test_static_keys_without_a_role_are_used_as_they_are(endpoint: str, seeded: str) -> None:
+    provider = spec(endpoint)
+
+    session = login(provider, static_keys("AKIASTATICKEY0000001", "static-secret\n"))
+
+    assert session.identity == "static-keys:AKIASTATICKEY0000001"
+    assert session.expires_at is None
+    assert session.credentials == AwsCredentials(
+        access_key_id="AKIASTATICKEY0000001", secret_access_key="static-secret"
+    )
+    assert isinstance(read_one(provider, session, seeded), RemoteValue)
+
+
+def test_static_keys_with_a_role_assume_it(endpoint: str, seeded: str) -> None:
+    provider = spec(endpoint, role=ROLE)
+
+    session = login(provider, static_keys("AKIASTATICKEY0000002", "static-secret", "tok"))
+
+    assert session.identity == ROLE
+    assert session.expires_at is not None
+    assert ":assumed-role/secretsync-test-reader/" in caller_arn(provider, session)
+    assert isinstance(read_one(provider, session, seeded), RemoteValue)
+
+
+def test_half_of_a_static_key_pair_is_a_config_error(endpoint: str) -> None:
+    material = LoginMaterial(secrets={"accessKeyId": b"AKIAHALF"})
+
+    with pytest.raises(ProviderConfigError, match="secretAccessKey"):
+        login(spec(endpoint), material)
+
+
+def test_additional_roles_are_assumed_in_order(endpoint: str) -> None:
+    second = f"arn:aws:iam::{ACCOUNT}:role/second-hop"
+    third = f"arn:aws:iam::{ACCOUNT}:role/third-hop"
+    provider = spec(endpoint, role=ROLE, additional_roles=(second, third))
+
+    session = login(provider, LoginMaterial(service_account_token=dummy_token()))
+
+    assert session.identity == third
+    assert ":assumed-role/third-hop/" in caller_arn(provider, session)
+
+
+@pytest.fixture
+def ambient(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    """An operator environment with no AWS configuration at all (no files, no IMDS)."""
+    for name in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_ROLE_ARN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    return monkeypatch
+
+
+def test_ambient_credentials_are_used_without_auth(
+    endpoint: str, seeded: str, ambient: pytest.MonkeyPatch
+) -> None:
+    ambient.setenv("AWS_ACCESS_KEY_ID", "AKIAAMBIENT000000001")
+    ambient.setenv("AWS_SECRET_ACCESS_KEY", "ambient-secret")
+    provider = spec(endpoint)
+
+    session = login(provider, LoginMaterial())
+
+    assert session.identity == "ambient"
+    assert session.expires_at is None
+    assert isinstance(read_one(provider, session, seeded), RemoteValue)
+
+
+def test_ambient_credentials_then_the_role(
+    endpoint: str, seeded: str, ambient: pytest.MonkeyPatch
+) -> None:
+    ambient.setenv("AWS_ACCESS_KEY_ID", "AKIAAMBIENT000000002")
+    ambient.setenv("AWS_SECRET_ACCESS_KEY", "ambient-secret")
+    provider = spec(endpoint, role=ROLE)
+
+    session = login(provider, LoginMaterial())
+
+    assert session.identity == ROLE
+    assert ":assumed-role/secretsync-test-reader/" in caller_arn(provider, session)
+    assert isinstance(read_one(provider, session, seeded), RemoteValue)
+
+
+def test_no_ambient_credentials_is_an_auth_error(
+    endpoint: str, ambient: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ProviderAuthError, match="ambient"):
+        login(spec(endpoint), LoginMaterial())
+
+
+def test_the_endpoint_comes_from_the_spec_never_the_environment(
+    endpoint: str, seeded: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL_SECRETS_MANAGER"):
+        monkeypatch.setenv(name, dead)
+    provider = spec(endpoint, role=ROLE)
+
+    session = login(provider, LoginMaterial(service_account_token=dummy_token()))
+
+    assert isinstance(read_one(provider, session, seeded), RemoteValue)
+
+
+def test_without_an_endpoint_in_the_spec_the_environments_is_ignored(
+    endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL_SSM"):
+        monkeypatch.setenv(name, endpoint)
+    provider = AwsProvider(service="ParameterStore", region=AWS_REGION)
+    session = boto3.Session(
+        region_name=AWS_REGION, aws_access_key_id="x", aws_secret_access_key="x"
+    )
+
+    ssm_url = aws_credentials.ssm_client(session, provider).meta.endpoint_url
+    sts_url = aws_credentials.sts_client(session, provider).meta.endpoint_url
+
+    assert ssm_url == f"https://ssm.{AWS_REGION}.amazonaws.com"
+    assert sts_url == f"https://sts.{AWS_REGION}.amazonaws.com"
+
+
+def test_secrets_stay_out_of_session_and_credential_reprs(endpoint: str) -> None:
+    session = login(spec(endpoint), static_keys("AKIAREPR", SENTINEL, SENTINEL + "-token"))
+
+    assert SENTINEL not in repr(session)
+    assert SENTINEL not in repr(session.credentials)
+    assert "AKIAREPR" in repr(session.credentials)
+
+
+# --- unreachable endpoint -----------------------------------------------------------------
+
+
+def test_an_unreachable_endpoint_is_unavailable_and_reported(prefix: str) -> None:
+    provider = spec(f"http://127.0.0.1:{free_port()}")
+    session = login(provider, static_keys("AKIADEAD", "dead"))
+    calls = Calls()
+    refs = [RemoteRef(prefix + "a"), RemoteRef(prefix + "b")]
+
+    with pytest.raises(ProviderUnavailableError, match="BatchGetSecretValue"):
+        use(provider, session, lambda c: c.fetch(refs), calls)
+
+    assert calls.seen == [("BatchGetSecretValue", "error")]
+    with pytest.raises(ProviderUnavailableError, match="GetCallerIdentity"):
+        use(provider, session, lambda c: c.validate())
+
+
+def test_login_against_an_unreachable_sts_is_unavailable() -> None:
+    provider = spec(f"http://127.0.0.1:{free_port()}", role=ROLE)
+
+    with pytest.raises(ProviderUnavailableError, match="AssumeRoleWithWebIdentity"):
+        login(provider, LoginMaterial(service_account_token=dummy_token()))
+
+
+def test_an_unusable_endpoint_or_region_is_a_config_error() -> None:
+    token = LoginMaterial(service_account_token=dummy_token())
+    keys = static_keys("AKIACONFIG", "config")
+
+    with pytest.raises(ProviderConfigError, match="endpoint"):
+        login(
+            AwsProvider(service="SecretsManager", region=AWS_REGION, endpoint="no url", role=ROLE),
+            token,
+        )
+    bad_region = AwsProvider(service="ParameterStore", region="eu west 1!")
+    session = login(bad_region, keys)  # static keys need no call at login
+    with pytest.raises(ProviderConfigError, match="region"):
+        use(bad_region, session, lambda c: c.fetch([RemoteRef("/x")]))
+
+
+# --- Secrets Manager ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sm_reader(endpoint: str) -> tuple[AwsProvider, Session]:
+    provider = spec(endpoint, role=ROLE)
+    return provider, login(provider, LoginMaterial(service_account_token=dummy_token()))
+
+
+def test_keys_may_be_names_full_arns_or_partial_arns(
+    sm: SecretsManagerClient, prefix: str, sm_reader: tuple[AwsProvider, Session]
+) -> None:
+    name = prefix + "by-arn"
+    arn = sm.create_secret(Name=name, SecretString="v")["ARN"]
+    partial = arn.rsplit("-", 1)[0]
+    refs = [RemoteRef(name), RemoteRef(arn), RemoteRef(partial)]
+    calls = Calls()
+
+    got = use(*sm_reader, lambda c: c.fetch(refs), calls)
+
+    assert [getattr(got[ref], "value", None) for ref in refs] == [b"v", b"v", b"v"]
+    assert calls.seen == [("BatchGetSecretValue", "success")]
+
+
+def test_staging_labels_and_version_ids_select_versions(
+    sm: SecretsManagerClient, prefix: str, sm_reader: tuple[AwsProvider, Session]
+) -> None:
+    key = prefix + "staged"
+    first = sm.create_secret(Name=key, SecretString="one")["VersionId"]
+    second = sm.put_secret_value(SecretId=key, SecretString="two")["VersionId"]
+    sm.update_secret_version_stage(SecretId=key, VersionStage="blue", MoveToVersionId=first)
+    refs = {
+        "AWSCURRENT": b"two",
+        "AWSPREVIOUS": b"one",
+        "blue": b"one",
+        first: b"one",
+        second: b"two",
+    }
+
+    got = use(*sm_reader, lambda c: c.fetch([RemoteRef(key, v) for v in refs]))
+
+    assert {v: getattr(got[RemoteRef(key, v)], "value", None) for v in refs} == refs
+    assert getattr(got[RemoteRef(key, "blue")], "version", None) == first
+
+
+def test_a_secret_scheduled_for_deletion_is_not_found(
+    sm: SecretsManagerClient, prefix: str, sm_reader: tuple[AwsProvider, Session]
+) -> None:
+    key = prefix + "deleted"
+    version = sm.create_secret(Name=key, SecretString=SENTINEL)["VersionId"]
+    sm.delete_secret(SecretId=key, RecoveryWindowInDays=7)
+    refs = [RemoteRef(key), RemoteRef(key, version)]
+
+    got = use(*sm_reader, lambda c: c.fetch(refs))
+
+    assert all(isinstance(got[ref], SecretNotFoundError) for ref in refs), got
+    assert all(SENTINEL not in str(got[ref]) + repr(got[ref]) for ref in refs)
+
+
+def test_versions_leave_out_missing_secrets_and_answer_pinned_ids_without_a_call(
+    sm: SecretsManagerClient, prefix: str, sm_reader: tuple[AwsProvider, Session]
+) -> None:
+    key = prefix + "described"
+    first = sm.create_secret(Name=key, SecretString="a")["VersionId"]
+    current = sm.put_secret_value(SecretId=key, SecretString="b")["VersionId"]
+    refs = [
+        RemoteRef(key),
+        RemoteRef(key, "AWSPREVIOUS"),
+        RemoteRef(key, first),
+        RemoteRef(prefix + "missing"),
+    ]
+    calls = Calls()
+
+    got = use(*sm_reader, lambda c: c.versions(refs), calls)
+
+    assert got == {refs[0]: current, refs[1]: first, refs[2]: first}
+    assert sorted(calls.seen) == [("DescribeSecret", "error")] + [("DescribeSecret", "success")] * 2
+
+
+def test_find_by_tags_matches_key_and_value_together(
+    sm: SecretsManagerClient, prefix: str, sm_reader: tuple[AwsProvider, Session]
+) -> None:
+    sm.create_secret(
+        Name=prefix + "prod",
+        SecretString="v",
+        Tags=[{"Key": "env", "Value": "prod"}, {"Key": "team", "Value": "a"}],
+    )
+    # Has the key "env" and the value "prod", but not as one tag.
+    sm.create_secret(
+        Name=prefix + "crossed",
+        SecretString="v",
+        Tags=[{"Key": "env", "Value": "dev"}, {"Key": "tier", "Value": "prod"}],
+    )
+    sm.create_secret(Name=prefix + "untagged", SecretString="v")
+
+    def found(query: FindQuery) -> list[str]:
+        return [r.key for r in use(*sm_reader, lambda c: c.find(query))]
+
+    assert found(FindQuery(path=prefix, tags=(("env", "prod"),))) == [prefix + "prod"]
+    assert found(FindQuery(path=prefix, tags=(("env", "prod"), ("team", "a")))) == [prefix + "prod"]
+    assert found(FindQuery(path=prefix, tags=(("env", "prod"), ("env", "dev")))) == []
+    assert found(FindQuery(path=prefix, name_regexp="prod|crossed")) == [
+        prefix + "crossed",
+        prefix + "prod",
+    ]
+
+
+def test_find_by_name_regexp_alone_searches_the_whole_account(
+    sm: SecretsManagerClient, prefix: str, sm_reader: tuple[AwsProvider, Session]
+) -> None:
+    for name in ("db-a", "db-b", "other"):
+        sm.create_secret(Name=prefix + name, SecretString="v")
+
+    refs = use(*sm_reader, lambda c: c.find(FindQuery(name_regexp=f"^{prefix}db-")))
+
+    assert [r.key for r in refs] == [prefix + "db-a", prefix + "db-b"]
+
+
+def test_an_invalid_regexp_is_a_config_error(sm_reader: tuple[AwsProvider, Session]) -> None:
+    with pytest.raises(ProviderConfigError, match="regexp"):
+        use(*sm_reader, lambda c: c.find(FindQuery(name_regexp="(unclosed")))
+
+
+# --- Parameter Store ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ssm_reader(endpoint: str) -> tuple[AwsProvider, Session]:
+    provider = spec(endpoint, "ParameterStore", role=ROLE)
+    return provider, login(provider, LoginMaterial(service_account_token=dummy_token()))
+
+
+@pytest.fixture
+def ssm_prefix() -> str:
+    return f"/secretsync-aws-test/{uuid.uuid4().hex[:12]}/"
+
+
+def test_one_parameter_at_several_versions_in_one_fetch(
+    ssm: SSMClient, ssm_prefix: str, ssm_reader: tuple[AwsProvider, Session]
+) -> None:
+    key = ssm_prefix + "multi"
+    for value in ("v1", "v2", "v3"):
+        ssm.put_parameter(Name=key, Value=value, Type="SecureString", Overwrite=True)
+    ssm.label_parameter_version(Name=key, ParameterVersion=1, Labels=["stable"])
+    refs = {None: b"v3", "1": b"v1", "2": b"v2", "stable": b"v1"}
+
+    got = use(*ssm_reader, lambda c: c.fetch([RemoteRef(key, v) for v in refs]))
+
+    assert {v: getattr(got[RemoteRef(key, v)], "value", None) for v in refs} == refs
+    assert getattr(got[RemoteRef(key, "stable")], "version", None) == "1"
+
+
+def test_parameter_versions_follow_labels_and_skip_calls_for_numbers(
+    ssm: SSMClient, ssm_prefix: str, ssm_reader: tuple[AwsProvider, Session]
+) -> None:
+    key = ssm_prefix + "labelled"
+    for value in ("v1", "v2"):
+        ssm.put_parameter(Name=key, Value=value, Type="SecureString", Overwrite=True)
+    ssm.label_parameter_version(Name=key, ParameterVersion=1, Labels=["stable"])
+    labelled, pinned, missing = RemoteRef(key, "stable"), RemoteRef(key, "2"), RemoteRef(key + "x")
+
+    calls = Calls()
+    before = use(*ssm_reader, lambda c: c.versions([labelled, pinned, missing]), calls)
+    ssm.label_parameter_version(Name=key, ParameterVersion=2, Labels=["stable"])
+    after = use(*ssm_reader, lambda c: c.versions([labelled]))
+
+    assert before == {labelled: "1", pinned: "2"}
+    assert calls.seen == [("GetParameters", "success")]
+    assert after == {labelled: "2"}
+
+
+def test_parameter_find_by_tags_and_by_a_flat_prefix(
+    ssm: SSMClient, ssm_prefix: str, ssm_reader: tuple[AwsProvider, Session]
+) -> None:
+    def put(name: str, tags: dict[str, str]) -> None:
+        ssm.put_parameter(
+            Name=name,
+            Value="v",
+            Type="SecureString",
+            Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+        )
+
+    put(ssm_prefix + "prod", {"env": "prod"})
+    put(ssm_prefix + "dev", {"env": "dev"})
+    flat = f"secretsync-flat-{uuid.uuid4().hex[:8]}-"  # names without a hierarchy
+    put(flat + "a", {"env": "prod"})
+    put(flat + "b", {})
+
+    def found(query: FindQuery) -> list[str]:
+        return [r.key for r in use(*ssm_reader, lambda c: c.find(query))]
+
+    assert found(FindQuery(path=ssm_prefix, tags=(("env", "prod"),))) == [ssm_prefix + "prod"]
+    assert found(FindQuery(path=flat)) == [flat + "a", flat + "b"]
+    assert found(FindQuery(path=flat, tags=(("env", "prod"),))) == [flat + "a"]
+    assert found(FindQuery(path=ssm_prefix, tags=(("env", "prod"), ("env", "dev")))) == []
+
+
+def test_a_missing_parameter_version_is_not_found(
+    ssm: SSMClient, ssm_prefix: str, ssm_reader: tuple[AwsProvider, Session]
+) -> None:
+    key = ssm_prefix + "one"
+    ssm.put_parameter(Name=key, Value=SENTINEL, Type="SecureString")
+    refs = [RemoteRef(key, "7"), RemoteRef(key, "no-such-label"), RemoteRef(key)]
+
+    got = use(*ssm_reader, lambda c: c.fetch(refs))
+
+    assert isinstance(got[refs[0]], SecretNotFoundError)
+    assert isinstance(got[refs[1]], SecretNotFoundError)
+    assert getattr(got[refs[2]], "value", None) == SENTINEL.encode()
+    assert SENTINEL not in str(got[refs[0]]) + repr(got[refs[1]]) + repr(got[refs[2]])
+
+
+# --- error mapping ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "expected"),
+    [
+        ("ResourceNotFoundException", 400, SecretNotFoundError),
+        ("ParameterNotFound", 400, SecretNotFoundError),
+        ("ParameterVersionNotFound", 400, SecretNotFoundError),
+        ("AccessDeniedException", 400, AccessDeniedError),
+        ("AccessDenied", 403, AccessDeniedError),
+        ("UnrecognizedClientException", 400, ProviderAuthError),
+        ("InvalidClientTokenId", 403, ProviderAuthError),
+        ("ExpiredTokenException", 400, ProviderAuthError),
+        ("InvalidIdentityToken", 400, ProviderAuthError),
+        ("ThrottlingException", 400, ProviderUnavailableError),
+        ("TooManyRequestsException", 400, ProviderUnavailableError),
+        ("InternalServiceError", 500, ProviderUnavailableError),
+        ("SomethingNew", 503, ProviderUnavailableError),
+        ("ValidationException", 400, ProviderConfigError),
+        ("InvalidParameterException", 400, ProviderConfigError),
+        ("DecryptionFailure", 400, ProviderError),
+    ],
+)
+def test_client_errors_map_by_code_with_our_own_message(
+    code: str, status: int, expected: type[ProviderError]
+) -> None:
+    # botocore's TypedDict wants every metadata field; a real response may carry fewer.
+    response: Any = {
+        "Error": {"Code": code, "Message": f"the value {SENTINEL} was rejected"},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+    exc = ClientError(response, "GetSecretValue")
+
+    error = aws_errors.translate(exc, operation="GetSecretValue", key="team-a/db")
+
+    assert type(error) is expected
+    assert "GetSecretValue" in str(error)
+    assert "'team-a/db'" in str(error)
+    assert code in str(error)
+    assert SENTINEL not in str(error) + repr(error)
+
+
+def test_an_unparsed_error_body_is_read_for_its_code_only() -> None:
+    # What botocore makes of an XML error body on a JSON API (moto enforcing IAM does this).
+    body = f"<ErrorResponse><Error><Code>AccessDenied</Code><Message>{SENTINEL}</Message>"
+    response: Any = {
+        "Error": {"Code": "403", "Message": body},
+        "ResponseMetadata": {"HTTPStatusCode": 403},
+    }
+
+    error = aws_errors.translate(ClientError(response, "X"), operation="DescribeSecret", key="k")
+
+    assert type(error) is AccessDeniedError
+    assert SENTINEL not in str(error)
+
+
+def test_a_bare_refusal_is_an_auth_error_never_not_found() -> None:
+    for status, expected in ((403, ProviderAuthError), (404, ProviderError)):
+        response: Any = {
+            "Error": {"Code": str(status), "Message": "<html>proxy says no</html>"},
+            "ResponseMetadata": {"HTTPStatusCode": status},
+        }
+
+        error = aws_errors.translate(ClientError(response, "X"), operation="X", key="k")
+
+        assert type(error) is expected
+
+
+def test_transport_failures_are_unavailable() -> None:
+    exc = EndpointConnectionError(endpoint_url="http://127.0.0.1:1")
+
+    error = aws_errors.translate(exc, operation="GetParameters", key=None)
+
+    assert isinstance(error, ProviderUnavailableError)
+    assert "EndpointConnectionError" in str(error)
+
+
+def test_an_error_code_cannot_smuggle_text_into_the_message() -> None:
+    error = aws_errors.for_code("x" * 100 + ' "quoted" <b>\n', operation="X", key="k")
+
+    code = str(error).rsplit("(", 1)[1].rstrip(")")
+    assert code == "x" * 64
+
+
+def test_raised_errors_keep_no_link_to_the_sdk_exception(
+    sm: SecretsManagerClient, prefix: str, sm_reader: tuple[AwsProvider, Session]
+) -> None:
+    key = prefix + "linked"
+    sm.create_secret(Name=key, SecretString=SENTINEL)
+
+    got = use(*sm_reader, lambda c: c.fetch([RemoteRef(key, "no-such-stage")]))
+    error = got[RemoteRef(key, "no-such-stage")]
+
+    assert isinstance(error, SecretNotFoundError)
+    assert error.__cause__ is None
+    assert error.__context__ is None
+
+
+# --- registry -----------------------------------------------------------------------------
+
+
+def test_the_registry_builds_the_aws_backend(endpoint: str) -> None:
+    backend = registry.backend_for(ProviderSpec(aws=spec(endpoint)))
+
+    assert isinstance(backend, AwsBackend)
+    assert backend.name == "aws"
+
+
+def test_the_registry_refuses_a_spec_without_a_provider() -> None:
+    with pytest.raises(ProviderConfigError, match=r"spec\.provider: no provider set"):
+        registry.backend_for(ProviderSpec())
+
+
+def test_a_session_from_another_backend_is_refused(endpoint: str) -> None:
+    foreign = Session(identity="vault:kubernetes/x", expires_at=None, credentials="token")
+
+    with pytest.raises(ProviderConfigError, match="not made by the aws backend"):
+        AwsBackend(spec(endpoint)).client(foreign, Calls())
+
+
+# --- access denied, with IAM enforced ----------------------------------------------------------
+
+
+class IamMoto:
+    """A moto of this module's own that enforces IAM, with a reader and a nobody user."""
+
+    def __init__(self, endpoint: str, reader: LoginMaterial, nobody: LoginMaterial) -> None:
+        self.endpoint = endpoint
+        self.reader = reader
+        self.nobody = nobody
+
+
+def _user(iam: Any, name: str, actions: list[str]) -> LoginMaterial:
+    iam.create_user(UserName=name)
+    iam.put_user_policy(
+        UserName=name,
+        PolicyName="access",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}],
+            }
+        ),
+    )
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return static_keys(key["AccessKeyId"], key["SecretAccessKey"])
+
+
+@pytest.fixture(scope="module")
+def iam_moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IamMoto]:
+    procs = Processes(tmp_path_factory.mktemp("iam-moto"))
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    moto_server = str(Path(sys.executable).parent / "moto_server")
+    started = procs.start("moto", [moto_server, "-H", "127.0.0.1", "-p", str(port)])
+    try:
+        procs.wait_ready(
+            started, lambda: http_ok(f"{endpoint}/moto-api/data.json"), timeout=60, what="answering"
+        )
+        admin = boto3.Session(
+            region_name=AWS_REGION, aws_access_key_id="testing", aws_secret_access_key="testing"
+        )
+        iam = admin.client("iam", endpoint_url=endpoint)
+        reader = _user(iam, "reader", ["secretsmanager:*", "ssm:*"])
+        nobody = _user(iam, "nobody", ["sts:GetCallerIdentity"])
+        admin.client("secretsmanager", endpoint_url=endpoint).create_secret(
+            Name="guarded/db", SecretString=SENTINEL
+        )
+        admin.client("ssm", endpoint_url=endpoint).put_parameter(
+            Name="/guarded/db", Value=SENTINEL, Type="SecureString"
+        )
+        iam.create_role(
+            RoleName="guarded",
+            AssumeRolePolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Action": "sts:AssumeRole",
+                            "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+                        }
+                    ],
+                }
+            ),
+        )
+        # From now on every request is authenticated and authorised.
+        reset = urllib.request.Request(  # noqa: S310 - the loopback moto started above
+            f"{endpoint}/moto-api/reset-auth",
+            data=b"0",
+            method="POST",
+            # Not a form: moto reads the raw body, which Werkzeug empties for form posts.
+            headers={"Content-Type": "text/plain"},
+        )
+        urllib.request.urlopen(reset, timeout=10).close()  # noqa: S310
+        yield IamMoto(endpoint, reader, nobody)
+    finally:
+        procs.stop_all()
+
+
+@pytest.mark.parametrize(
+    ("service", "key"), [("SecretsManager", "guarded/db"), ("ParameterStore", "/guarded/db")]
+)
+def test_a_reader_may_read_and_nobody_is_denied(
+    iam_moto: IamMoto, service: Service, key: str
+) -> None:
+    provider = spec(iam_moto.endpoint, service)
+    reader = login(provider, iam_moto.reader)
+    nobody = login(provider, iam_moto.nobody)
+    calls = Calls()
+
+    allowed = read_one(provider, reader, key)
+    denied = use(provider, nobody, lambda c: c.fetch([RemoteRef(key)]), calls)[RemoteRef(key)]
+    versions = use(provider, nobody, lambda c: c.versions([RemoteRef(key)]))
+
+    assert isinstance(allowed, RemoteValue)
+    assert allowed.value == SENTINEL.encode()
+    assert isinstance(denied, AccessDeniedError)
+    assert SENTINEL not in str(denied) + repr(denied)
+    assert [outcome for _, outcome in calls.seen] == ["error"]
+    assert versions == {}  # left for fetch() to report per ref
+    use(provider, nobody, lambda c: c.validate())  # the identity itself is fine
+
+
+def test_assuming_a_role_without_permission_is_denied_at_login(iam_moto: IamMoto) -> None:
+    provider = spec(iam_moto.endpoint, role=f"arn:aws:iam::{ACCOUNT}:role/guarded")
+
+    with pytest.raises(AccessDeniedError, match="AssumeRole"):
+        login(provider, iam_moto.nobody)
+
+
+def test_unknown_keys_are_an_auth_error_raised_for_the_whole_call(iam_moto: IamMoto) -> None:
+    provider = spec(iam_moto.endpoint)
+    session = login(provider, static_keys("AKIAUNKNOWN000000000", "wrong"))
+
+    # Not a property of the key: raised, so that the engine logs in again.
+    with pytest.raises(ProviderAuthError) as raised:
+        read_one(provider, session, "guarded/db")
+    assert type(raised.value) is ProviderAuthError
+    with pytest.raises(ProviderAuthError):
+        use(provider, session, lambda c: c.validate())
+    with pytest.raises(ProviderAuthError):
+        use(provider, session, lambda c: c.versions([RemoteRef("guarded/db")]))

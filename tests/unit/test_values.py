@@ -1,0 +1,65 @@
+"""Remote values become Secret keys the way a user expects, and bad data is named clearly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from secretsync.engine import values
+from secretsync.errors import ConfigError
+from secretsync.models.remote import RemoteValue
+
+
+def json_value(doc: object) -> RemoteValue:
+    return RemoteValue(value=json.dumps(doc).encode(), version="v1")
+
+
+def test_property_is_a_dotted_path_and_an_exact_key_wins() -> None:
+    value = json_value({"db": {"user": "app", "ports": [5432]}, "a.b": "dotted"})
+    assert values.select(value, "db.user", where="w", key="k") == b"app"
+    assert values.select(value, "db.ports.0", where="w", key="k") == b"5432"
+    assert values.select(value, "a.b", where="w", key="k") == b"dotted"
+    assert values.select(value, "db", where="w", key="k") == b'{"user":"app","ports":[5432]}'
+
+
+def test_missing_property_names_the_field_and_key_but_not_the_value() -> None:
+    with pytest.raises(ConfigError) as err:
+        values.select(json_value({"password": "hunter2"}), "pass", where="spec.data[0]", key="db")
+    assert str(err.value) == "spec.data[0]: property 'pass' does not exist in remote secret 'db'"
+    assert "hunter2" not in str(err.value)
+
+
+def test_extract_refuses_a_json_key_that_is_not_a_valid_secret_key() -> None:
+    with pytest.raises(ConfigError, match=r"JSON key 'db/password' .* is not a valid Secret key"):
+        values.extract(json_value({"db/password": "x"}), None, where="spec.dataFrom[0]", key="k")
+
+
+def test_extract_returns_each_top_level_key() -> None:
+    out = values.extract(json_value({"user": "app", "port": 5432}), None, where="w", key="k")
+    assert out == {"user": b"app", "port": b"5432"}
+
+
+def test_binary_values_are_kept_byte_for_byte_without_a_property() -> None:
+    raw = bytes(range(256))
+    assert (
+        values.select(RemoteValue(value=raw, version="1", is_binary=True), None, where="w", key="k")
+        == raw
+    )
+
+
+def test_duplicate_keys_from_data_and_data_from_are_refused() -> None:
+    with pytest.raises(
+        ConfigError, match=r"'user' comes from both spec\.data\[0\] and spec\.dataFrom\[0\]"
+    ):
+        values.merge([("spec.data[0]", {"user": b"a"}), ("spec.dataFrom[0]", {"user": b"b"})])
+
+
+def test_data_over_one_mebibyte_is_refused() -> None:
+    with pytest.raises(ConfigError, match="over the 1 MiB Secret limit"):
+        values.check_size({"big": b"x" * (1024 * 1024)})
+
+
+def test_found_names_become_valid_secret_keys() -> None:
+    assert values.key_for_found("team-a/db-password") == "team-a_db-password"
+    assert values.key_for_found("/app/prod/key") == "app_prod_key"
