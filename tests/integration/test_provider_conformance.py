@@ -107,21 +107,12 @@ def fetch(
     return with_client(target, lambda client: client.fetch(refs), calls)
 
 
-# Two capabilities ConformanceTarget does not declare yet; a target may offer them
-# (the Vault targets do) and the suite honours them, otherwise the AWS-like defaults hold.
-
-
 def stored(target: ConformanceTarget, value: str) -> bytes:
-    """What fetch() returns after put(key, value): the same bytes, unless the service
-    stores maps (Vault KV: a plain value becomes {"value": ...} as compact JSON)."""
-    hook = getattr(target, "stored_bytes", None)
-    return bytes(hook(value)) if hook is not None else value.encode()
+    return target.stored_bytes(value)
 
 
 def keeps_versions(target: ConformanceTarget) -> bool:
-    """Whether the service keeps old versions (Vault KV v1 does not)."""
-    hook = getattr(target, "supports_versions", None)
-    return bool(hook()) if hook is not None else True
+    return target.supports_versions()
 
 
 def value_of(result: RemoteValue | ProviderError) -> RemoteValue:

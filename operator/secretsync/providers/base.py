@@ -40,7 +40,12 @@ class Session:
 
 
 class SecretsClient(Protocol):
-    """Reads secrets as one session."""
+    """Reads secrets as one session.
+
+    A failure of one ref (not found, denied, malformed) is that ref's result. A
+    failure of the session or the service (down, throttling, credentials refused)
+    is raised, so the engine backs off or logs in again instead of blaming every key.
+    """
 
     async def fetch(
         self, refs: Sequence[RemoteRef]
@@ -48,7 +53,10 @@ class SecretsClient(Protocol):
         """Every ref's value, or the error for that ref; batched where the API allows."""
 
     async def versions(self, refs: Sequence[RemoteRef]) -> Mapping[RemoteRef, str]:
-        """The current version id of each ref without reading values (a cheap change check)."""
+        """The current version id of each ref without reading values (a cheap change check).
+
+        Refs that are missing, denied or malformed are left out: the engine fetches
+        them and learns why."""
 
     async def find(self, query: FindQuery) -> Sequence[RemoteRef]:
         """The refs of every remote secret matching the query."""

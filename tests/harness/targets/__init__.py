@@ -38,3 +38,10 @@ class ConformanceTarget(Protocol):
 
     def supports_binary(self) -> bool:
         """Whether put() can store non-UTF-8 bytes."""
+
+    def stored_bytes(self, value: str) -> bytes:
+        """What fetch() returns after put(key, value): the same bytes for a value store,
+        the map as compact JSON for a map store (Vault KV: {"value": ...})."""
+
+    def supports_versions(self) -> bool:
+        """Whether the service keeps old versions (Vault KV v1 does not)."""

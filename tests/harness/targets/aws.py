@@ -76,6 +76,12 @@ class _AwsTarget:
     def material(self) -> LoginMaterial:
         return LoginMaterial(service_account_token=dummy_token())
 
+    def stored_bytes(self, value: str) -> bytes:
+        return value.encode()  # a value store: what was put comes back
+
+    def supports_versions(self) -> bool:
+        return True
+
     def denied_key(self) -> str | None:
         # moto's server does not enforce IAM unless asked at start, and the shared
         # environment's moto is not; denial is tested in test_provider_aws.py against a

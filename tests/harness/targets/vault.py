@@ -112,9 +112,6 @@ class VaultTarget:
     def supports_binary(self) -> bool:
         return False  # KV stores JSON strings; non-UTF-8 bytes cannot be written
 
-    # Not (yet) in ConformanceTarget: what the shared suite would need to state
-    # Vault's semantics instead of assuming a plain value store.
-
     def stored_bytes(self, value: str) -> bytes:
         """What fetch() returns for put(key, value): the KV map as compact, sorted JSON."""
         try:
