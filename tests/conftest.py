@@ -62,16 +62,26 @@ def crds(env: devenv.DevEnv) -> None:
     )
 
 
-@pytest.fixture
-def namespace(api: Any) -> Iterator[str]:
-    """A fresh namespace, deleted after the test."""
+def _fresh_namespace(api: Any, prefix: str) -> Iterator[str]:
     core = kubernetes.client.CoreV1Api(api)
-    name = f"t-{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
     core.create_namespace(
         kubernetes.client.V1Namespace(metadata=kubernetes.client.V1ObjectMeta(name=name))
     )
     yield name
     core.delete_namespace(name)
+
+
+@pytest.fixture
+def namespace(api: Any) -> Iterator[str]:
+    """A fresh namespace (watched by the session operator), deleted after the test."""
+    yield from _fresh_namespace(api, "t")
+
+
+@pytest.fixture
+def own_namespace(api: Any) -> Iterator[str]:
+    """A fresh namespace the session operator does not watch, for tests that run their own."""
+    yield from _fresh_namespace(api, "own")
 
 
 @pytest.fixture(scope="session")
@@ -90,12 +100,14 @@ def operator_metrics() -> str:
 def operator(
     env: devenv.DevEnv, crds: None, operator_log: Path, operator_metrics: str
 ) -> Iterator[None]:
-    """One operator process watching every namespace, for the whole session, at debug
-    level so that the leak scan sees everything it could say."""
+    """One operator process for the whole session, at debug level so that the leak scan
+    sees everything it could say. It watches the tests' `t-*` namespaces (the
+    `namespace` fixture's), so tests that run an operator of their own use `own-*`
+    namespaces that this one never touches."""
     from harness import operator as op
 
     port = int(operator_metrics.split(":")[-1].split("/")[0])
-    with op.running(env, operator_log, metrics_port=port):
+    with op.running(env, operator_log, "--namespace", "t-*", metrics_port=port):
         yield
 
 

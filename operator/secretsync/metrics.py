@@ -58,6 +58,37 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.events_received = prometheus_client.Counter(
+            "secretsync_events_received",
+            "Rotation events received, by source (sqs, webhook).",
+            ["source"],
+            registry=self.registry,
+        )
+        self.events_matched = prometheus_client.Counter(
+            "secretsync_events_matched",
+            "Rotation events that made at least one SecretSync due, by source.",
+            ["source"],
+            registry=self.registry,
+        )
+        self.events_discarded = prometheus_client.Counter(
+            "secretsync_events_discarded",
+            "Rotation events discarded, by source and reason (malformed, foreign, unmatched...).",
+            ["source", "reason"],
+            registry=self.registry,
+        )
+        self.change_checks = prometheus_client.Counter(
+            "secretsync_change_checks",
+            "Cheap version checks between refreshes, by outcome (unchanged, changed, failed).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.rollout_restarts = prometheus_client.Counter(
+            "secretsync_rollout_restarts",
+            "Workload pod-template restarts, by kind and outcome.",
+            ["kind", "outcome"],
+            registry=self.registry,
+        )
+
     def serve(self, port: int) -> None:
         """Expose /metrics on the port, in a background thread."""
         prometheus_client.start_http_server(port, registry=self.registry)

@@ -1,4 +1,4 @@
-"""A recording proxy in front of moto: what reached "AWS", and as whom.
+"""A recording proxy in front of moto (or OpenBao): what reached the provider, and as whom.
 
 moto does not enforce IAM per resource, so per-namespace isolation is proven by
 recording every request: its action, the access key id in its SigV4
@@ -16,6 +16,7 @@ import http.server
 import json
 import re
 import threading
+import time
 import urllib.parse
 import urllib.request
 from typing import Any
@@ -31,6 +32,9 @@ class Call:
     access_key: str | None
     web_identity_token: str | None
     body: bytes = dataclasses.field(repr=False)
+    at: float = dataclasses.field(default_factory=time.monotonic)
+    method: str = "POST"
+    path: str = "/"
 
 
 def _action(headers: Any, body: bytes) -> tuple[str, str | None]:
@@ -62,17 +66,30 @@ class AwsRecordingProxy:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:
+                self._forward()
+
+            do_GET = do_PUT = do_DELETE = do_LIST = do_POST  # noqa: N815 - http.server's naming
+
+            def _forward(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 action, token = _action(self.headers, body)
                 auth = self.headers.get("Authorization") or ""
                 match = _CREDENTIAL.search(auth)
+                call = Call(
+                    action,
+                    match.group(1) if match else None,
+                    token,
+                    body,
+                    method=self.command,
+                    path=self.path,
+                )
                 with proxy._lock:
-                    proxy.calls.append(Call(action, match.group(1) if match else None, token, body))
+                    proxy.calls.append(call)
                 conn = http.client.HTTPConnection(
                     proxy.upstream.hostname or "127.0.0.1", proxy.upstream.port, timeout=30
                 )
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-                conn.request("POST", self.path, body=body, headers=headers)
+                conn.request(self.command, self.path, body=body, headers=headers)
                 resp = conn.getresponse()
                 payload = resp.read()
                 self.send_response(resp.status)

@@ -52,7 +52,7 @@ def running(
                 "secretsync",
                 "run",
                 "--metrics-port",
-                "0",
+                str(metrics_port),
                 "--health-port",
                 "0",
                 "--log-level",

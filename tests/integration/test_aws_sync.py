@@ -360,3 +360,48 @@ def test_parameter_store_values_and_find_by_path(
         f"{namespace}_app_db-password": values["db-password"].encode(),
         f"{namespace}_app_api-token": values["api-token"].encode(),
     }
+
+
+def test_one_refresh_of_many_syncs_is_one_batched_deduplicated_read(
+    env: DevEnv, api: Any, aws: AwsRecordingProxy, team: str, secret_values: set[bytes]
+) -> None:
+    """25 SecretSyncs reading 2 keys each over 30 unique keys, through one identity:
+    a refresh costs ceil(30/20) = 2 BatchGetSecretValue calls, no login, no writes."""
+    sm = client(env, "secretsmanager")
+    keys = [f"{team}/shared-{i}" for i in range(30)]
+    for key in keys:
+        value = f"{key}-{uuid.uuid4().hex}"
+        secret_values.add(value.encode())
+        sm.create_secret(Name=key, SecretString=value)
+    syncs = [
+        sync(
+            team,
+            f"many-{i}",
+            {
+                "refreshInterval": "4s",
+                "data": [
+                    {"secretKey": "a", "remoteRef": {"key": keys[i]}},
+                    {"secretKey": "b", "remoteRef": {"key": keys[(i + 5) % 30]}},
+                ],
+            },
+        )
+        for i in range(25)
+    ]
+    scenario.apply(env, *syncs)
+    for i in range(25):
+        scenario.wait_for_reason(api, team, f"many-{i}", "Synced")
+    time.sleep(5)  # past the first aligned refresh, so the next ones are steady state
+    start = len(aws.snapshot())
+    time.sleep(8.2)  # two refresh cycles of 4s
+    calls = [c for c in aws.snapshot()[start:] if any(k.encode() in c.body for k in keys)]
+    assert {c.action for c in calls} == {"BatchGetSecretValue"}, "only batched reads"
+    rounds: list[list[Any]] = []
+    for call in calls:  # a refresh round is a burst of calls; rounds are 4 s apart
+        if not rounds or call.at - rounds[-1][-1].at > 1.0:
+            rounds.append([])
+        rounds[-1].append(call)
+    assert len(rounds) >= 2, "fewer than two refreshes were seen"
+    for burst in rounds:
+        ids = [i for c in burst for i in json.loads(c.body)["SecretIdList"]]
+        assert len(burst) == 2, f"a refresh made {len(burst)} calls"
+        assert sorted(ids) == sorted(keys), "each key read once per refresh"

@@ -15,7 +15,7 @@ import heapq
 import itertools
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,7 +23,7 @@ import pydantic
 
 from secretsync.audit import AuditLog
 from secretsync.auth.plan import LoginPlan, plan_login
-from secretsync.engine import hashing, schedule, stores
+from secretsync.engine import changes, hashing, matching, rollouts, schedule, stores
 from secretsync.engine.outcomes import Outcome, failed
 from secretsync.engine.runner import DELETED, Runner, SyncJob
 from secretsync.engine.writer import OWNER_ANNOTATION
@@ -60,6 +60,9 @@ class SyncEntry:
     running: bool = False
     rerun: bool = False
     expected_hash: str | None = None
+    last_read: set[str] = dataclasses.field(default_factory=set)  # remote keys read last time
+    rollout_problems: dict[rollouts.Workload, str] = dataclasses.field(default_factory=dict)
+    trigger: str | None = None  # what made it due, when not the timer (for the Event)
 
     @property
     def key(self) -> SyncKey:
@@ -111,6 +114,9 @@ class Engine:
             kube=kube, metrics=metrics, audit=audit, hmac_key=hmac_key, expect=self._expect
         )
         self.stores = stores.Stores()
+        self.rollouts = rollouts.Rollouts(
+            kube=kube, metrics=metrics, key=hmac_key, feeds=self._feeds, report=self._rollout_report
+        )
         self._syncs: dict[SyncKey, SyncEntry] = {}
         self._heap: list[tuple[float, int, SyncKey]] = []
         self._seq = itertools.count()
@@ -152,12 +158,17 @@ class Engine:
     def observe_store(self, kind: str, body: Mapping[str, Any]) -> None:
         """A store was added or changed: check it, and re-sync its SecretSyncs if it changed."""
         entry = stores.parse_store(kind, body)
-        old = self.stores.put(entry)
+        old = self.stores.get(entry.kind, entry.namespace, entry.name)
         if old is not None and old.generation == entry.generation and old.uid == entry.uid:
+            # Our own status write echoing back: keep the entry (its tasks key on it).
+            old.status = entry.status
             return
+        self.stores.put(entry)
         if old is not None:
             self.runner.forget(old.key)
         self._spawn(self._check_store(entry))
+        if entry.spec is not None and entry.spec.change_check_seconds > 0:
+            self._spawn(self._change_checks(entry, entry.spec.change_check_seconds))
         for sync in self._syncs.values():
             if sync.spec is not None and self._store_of(sync) is entry and old is not None:
                 self._due_now(sync)
@@ -166,6 +177,26 @@ class Engine:
         old = self.stores.remove(kind, namespace, name)
         if old is not None:
             self.runner.forget(old.key)
+
+    def notify(
+        self, *, kind: str, namespace: str, name: str, keys: Sequence[str], source: str
+    ) -> int | None:
+        """A provider said these remote keys changed (an event or the webhook): make every
+        SecretSync of the store that reads one of them due now. Returns how many were
+        matched, or None if the store is unknown."""
+        store = self.stores.get(kind, namespace, name)
+        if store is None:
+            return None
+        changed = {n for key in keys for n in matching.names(key)}
+        matched = 0
+        for sync in self._syncs.values():
+            if sync.spec is None or self._store_of(sync) is not store:
+                continue
+            if matching.reads(sync.spec, changed, sync.last_read):
+                sync.trigger = source
+                self._due_now(sync)
+                matched += 1
+        return matched
 
     def observe_secret(self, namespace: str, body: Mapping[str, Any] | None, name: str) -> None:
         """A managed Secret changed or was deleted: repair drift from its SecretSync."""
@@ -217,6 +248,7 @@ class Engine:
                 await asyncio.sleep(BATCH_WINDOW)  # let a burst of events gather
 
     async def stop(self) -> None:
+        await self.rollouts.stop()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -349,9 +381,17 @@ class Engine:
             if self._syncs.get(sync.key) is not sync:
                 return  # deleted or replaced while it ran
             self._metrics.syncs.labels(outcome.write if outcome.ok else outcome.reason).inc()
+            if outcome.ok:
+                sync.last_read = {key.split("@", 1)[0] for key in outcome.versions}
             await self._report(sync, outcome)
+            if outcome.write == "updated" and sync.spec is not None:
+                # A first "created" restarts nothing: pods could not have used the data yet.
+                self.rollouts.changed(
+                    (sync.namespace, w.kind, w.name) for w in sync.spec.rollout.restart
+                )
         finally:
             sync.running = False
+            sync.trigger = None
             self._reschedule(sync, outcome, store)
 
     def _reschedule(
@@ -390,8 +430,9 @@ class Engine:
             previous=previous,
             now=now,
         )
+        others = tuple(c for c in previous.conditions if c.type != "Ready")
         new = Status(
-            conditions=(ready,),
+            conditions=(ready, *others),
             observed_generation=sync.generation,
             last_sync_time=now
             if changed or previous.last_sync_time is None
@@ -410,9 +451,68 @@ class Engine:
             logger.warning("could not write status of SecretSync %s/%s: %s", *sync.key, exc)
         if changed:
             verb = {"created": "Created", "updated": "Updated", "deleted": "Deleted"}[outcome.write]
-            await self._event(sync, "Normal", verb, outcome.message)
+            why = f" (triggered by {sync.trigger})" if sync.trigger else ""
+            await self._event(sync, "Normal", verb, outcome.message + why)
         elif not outcome.ok:
             await self._event(sync, "Warning", outcome.reason, outcome.message)
+
+    def _listing(self, workload: rollouts.Workload) -> list[SyncEntry]:
+        namespace, kind, name = workload
+        return [
+            s
+            for s in self._syncs.values()
+            if s.namespace == namespace
+            and s.spec is not None
+            and any((w.kind, w.name) == (kind, name) for w in s.spec.rollout.restart)
+        ]
+
+    def _feeds(self, workload: rollouts.Workload) -> list[tuple[str, str]]:
+        return [
+            (s.name, s.expected_hash or s.status.data_hash or "")
+            for s in self._listing(workload)
+            if s.expected_hash or s.status.data_hash
+        ]
+
+    async def _rollout_report(
+        self, workload: rollouts.Workload, problem: str | None, restarted: bool
+    ) -> None:
+        _, kind, name = workload
+        for sync in self._listing(workload):
+            if problem is None:
+                sync.rollout_problems.pop(workload, None)
+            else:
+                sync.rollout_problems[workload] = problem
+            if restarted:
+                await self._event(sync, "Normal", "RolloutRestarted", f"restarted {kind} {name}")
+            await self._write_rollout_condition(sync)
+
+    async def _write_rollout_condition(self, sync: SyncEntry) -> None:
+        """A `Rollout` condition beside Ready: a missing workload is reported, not fatal."""
+        problems = sorted(sync.rollout_problems.values())
+        ok = not problems
+        old = next((c for c in sync.status.conditions if c.type == "Rollout"), None)
+        since = (
+            old.last_transition_time if old and old.status == ("True" if ok else "False") else None
+        )
+        cond = st.Condition(
+            type="Rollout",
+            status="True" if ok else "False",
+            reason="Restarted" if ok else "WorkloadNotReady",
+            message="workloads are restarted when the data changes" if ok else "; ".join(problems),
+            last_transition_time=since or _now_text(),
+            observed_generation=sync.generation,
+        )
+        others = tuple(c for c in sync.status.conditions if c.type != "Rollout")
+        new = sync.status.model_copy(update={"conditions": (*others, cond)})
+        if st.same_except_time(new, sync.status):
+            return
+        try:
+            await self._kube.patch_status(
+                kind="SecretSync", namespace=sync.namespace, name=sync.name, status=st.to_patch(new)
+            )
+            sync.status = new
+        except KubeError as exc:
+            logger.warning("could not write status of SecretSync %s/%s: %s", *sync.key, exc)
 
     async def _event(self, sync: SyncEntry, type_: str, reason: str, message: str) -> None:
         try:
@@ -427,6 +527,60 @@ class Engine:
             )
         except KubeError as exc:
             logger.warning("could not post Event for SecretSync %s/%s: %s", *sync.key, exc)
+
+    async def _change_checks(self, store: stores.StoreEntry, interval: float) -> None:
+        """Every changeCheckInterval, until the store changes or goes away."""
+        while True:
+            await asyncio.sleep(interval)
+            if self.stores.current(store) is not store:
+                return
+            try:
+                await self._change_check(store)
+            except Exception:
+                logger.exception("change check of %s failed unexpectedly", store.key)
+
+    async def _change_check(self, store: stores.StoreEntry) -> None:
+        groups: dict[LoginPlan, list[SyncEntry]] = {}
+        for sync in self._syncs.values():
+            ready = sync.status.ready()
+            if (
+                sync.spec is None
+                or sync.running
+                or sync.spec.refresh_seconds == 0
+                or ready is None
+                or ready.reason != Reason.SYNCED
+                or self._store_of(sync) is not store
+            ):
+                continue
+            try:
+                _, plan = self._resolve(sync)
+            except _NotRunnableError:
+                continue
+            groups.setdefault(plan, []).append(sync)
+        for plan, syncs in groups.items():
+            refs = sorted(
+                {r for s in syncs if s.spec for r in changes.watched_refs(s.spec)},
+                key=lambda r: r.key,
+            )
+            if not refs:
+                continue
+            try:
+                client, _ = await self.runner.client(store, plan)
+                await self.runner.budget(store).acquire()
+                current = dict(await client.versions(refs))
+            except SecretSyncError as exc:
+                self._metrics.change_checks.labels("failed").inc()
+                logger.info("change check of %s failed: %s", store.key, exc)
+                continue
+            for sync in syncs:
+                if sync.spec and changes.moved(
+                    changes.watched_refs(sync.spec), sync.status.synced_versions, current
+                ):
+                    self._metrics.change_checks.labels("changed").inc()
+                    sync.trigger = "change check"
+                    self._due_now(sync)
+                else:
+                    self._metrics.change_checks.labels("unchanged").inc()
 
     async def _check_store(self, store: stores.StoreEntry) -> None:
         """A store's Ready: its spec is usable and, where the identity does not depend on

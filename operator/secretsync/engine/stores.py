@@ -90,6 +90,9 @@ class Stores:
     def remove(self, kind: str, namespace: str, name: str) -> StoreEntry | None:
         return self._stores.pop((kind, namespace, name), None)
 
+    def get(self, kind: str, namespace: str, name: str) -> StoreEntry | None:
+        return self._stores.get((kind, namespace, name))
+
     def current(self, entry: StoreEntry) -> StoreEntry | None:
         """The entry now known under the same kind, namespace and name."""
         return self._stores.get((entry.kind, entry.namespace, entry.name))

@@ -33,6 +33,9 @@ PLURALS = {
 }
 
 
+_WORKLOADS = {"Deployment": "deployment", "StatefulSet": "stateful_set", "DaemonSet": "daemon_set"}
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class SecretObject:
     """A Secret as the engine needs it; `data` is decoded bytes and never printed."""
@@ -336,6 +339,28 @@ class Kube:
             namespace or "default",
             body,
         )
+
+    # --- workloads ---------------------------------------------------------------------------
+
+    async def workload_annotation(
+        self, *, kind: str, namespace: str, name: str, key: str
+    ) -> str | None:
+        """A pod-template annotation of a Deployment, StatefulSet or DaemonSet
+        (KubeNotFoundError if the workload does not exist)."""
+        read = getattr(self._apps, f"read_namespaced_{_WORKLOADS[kind]}")
+        raw: Any = await self._call(f"read {kind} {namespace}/{name}", read, name, namespace)
+        meta = raw.spec.template.metadata
+        annotations = (meta.annotations if meta is not None else None) or {}
+        value = annotations.get(key)
+        return str(value) if value is not None else None
+
+    async def set_workload_annotation(
+        self, *, kind: str, namespace: str, name: str, key: str, value: str
+    ) -> None:
+        """Set a pod-template annotation: the workload controller rolls its pods."""
+        patch = getattr(self._apps, f"patch_namespaced_{_WORKLOADS[kind]}")
+        body = {"spec": {"template": {"metadata": {"annotations": {key: value}}}}}
+        await self._call(f"patch {kind} {namespace}/{name}", patch, name, namespace, body)
 
     # --- operator state ----------------------------------------------------------------------
 

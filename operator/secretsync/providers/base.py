@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from secretsync.errors import ProviderError
 from secretsync.models.remote import CallObserver, FindQuery, RemoteRef, RemoteValue
@@ -66,6 +66,33 @@ class SecretsClient(Protocol):
 
     async def close(self) -> None:
         """Release connections."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class QueueMessage:
+    """One message of an event queue; the body may quote anything, so it is never logged."""
+
+    id: str
+    receipt: str = dataclasses.field(repr=False)
+    body: str = dataclasses.field(repr=False)
+
+
+class EventQueue(Protocol):
+    """A queue of provider change events (AWS: EventBridge -> SQS), read as a session."""
+
+    async def receive(self, *, wait_seconds: int) -> Sequence[QueueMessage]:
+        """Long-poll for up to 10 messages; an empty list after wait_seconds."""
+
+    async def delete(self, messages: Sequence[QueueMessage]) -> None:
+        """Delete handled messages (batched)."""
+
+
+@runtime_checkable
+class EventSourceBackend(Protocol):
+    """A backend whose provider can push change events (AWS)."""
+
+    def event_queue(self, session: Session, queue_url: str, observe: CallObserver) -> EventQueue:
+        """The queue at queue_url, read with the session's credentials."""
 
 
 class Backend(Protocol):

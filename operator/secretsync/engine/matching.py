@@ -1,0 +1,34 @@
+"""Which SecretSyncs read a remote key that an event says changed."""
+
+from __future__ import annotations
+
+import re
+
+from secretsync.models.sync import SecretSyncSpec
+
+# arn:aws:secretsmanager:<region>:<account>:secret:<name>-<6 random characters>
+_SM_ARN = re.compile(
+    r"^arn:aws[a-z-]*:secretsmanager:[^:]*:[0-9]*:secret:(?P<name>.+?)(-[A-Za-z0-9]{6})?$"
+)
+
+
+def names(key: str) -> set[str]:
+    """The names a remote key goes by: itself and, for a Secrets Manager ARN, the secret's
+    name (an ARN carries a random suffix the name does not)."""
+    out = {key}
+    match = _SM_ARN.match(key)
+    if match:
+        out.add(match.group("name"))
+    return out
+
+
+def reads(spec: SecretSyncSpec, changed: set[str], last_read: set[str]) -> bool:
+    """Whether a SecretSync reads any of the changed names: a key of data or extract,
+    a key it found last time, or a new key under one of its find paths."""
+    keys = {d.remote_ref.key for d in spec.data}
+    keys |= {df.extract.key for df in spec.data_from if df.extract}
+    keys |= last_read
+    if any(names(k) & changed for k in keys):
+        return True
+    paths = [df.find.path for df in spec.data_from if df.find and df.find.path]
+    return any(name.startswith(path) for path in paths for name in changed)
