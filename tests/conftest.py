@@ -62,26 +62,16 @@ def crds(env: devenv.DevEnv) -> None:
     )
 
 
-def _fresh_namespace(api: Any, prefix: str) -> Iterator[str]:
+@pytest.fixture
+def namespace(api: Any) -> Iterator[str]:
+    """A fresh namespace, deleted after the test."""
     core = kubernetes.client.CoreV1Api(api)
-    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    name = f"t-{uuid.uuid4().hex[:8]}"
     core.create_namespace(
         kubernetes.client.V1Namespace(metadata=kubernetes.client.V1ObjectMeta(name=name))
     )
     yield name
     core.delete_namespace(name)
-
-
-@pytest.fixture
-def namespace(api: Any) -> Iterator[str]:
-    """A fresh namespace (watched by the session operator), deleted after the test."""
-    yield from _fresh_namespace(api, "t")
-
-
-@pytest.fixture
-def own_namespace(api: Any) -> Iterator[str]:
-    """A fresh namespace the session operator does not watch, for tests that run their own."""
-    yield from _fresh_namespace(api, "own")
 
 
 @pytest.fixture(scope="session")
@@ -96,18 +86,18 @@ def operator_metrics() -> str:
     return f"http://127.0.0.1:{free_port()}/metrics"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def operator(
     env: devenv.DevEnv, crds: None, operator_log: Path, operator_metrics: str
 ) -> Iterator[None]:
-    """One operator process for the whole session, at debug level so that the leak scan
-    sees everything it could say. It watches the tests' `t-*` namespaces (the
-    `namespace` fixture's), so tests that run an operator of their own use `own-*`
-    namespaces that this one never touches."""
+    """An operator process watching every namespace, for one test module, at debug level
+    so that the leak scan sees everything it could say. Modules that run operators of
+    their own do not use it: only one operator acts at a time. All of them append to
+    the session's operator log."""
     from harness import operator as op
 
     port = int(operator_metrics.split(":")[-1].split("/")[0])
-    with op.running(env, operator_log, "--namespace", "t-*", metrics_port=port):
+    with op.running(env, operator_log, metrics_port=port):
         yield
 
 

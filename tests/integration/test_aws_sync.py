@@ -218,8 +218,12 @@ def test_unchanged_refreshes_write_nothing(
     sync_rv = scenario.get_sync(api, team, "steady")["metadata"]["resourceVersion"]
     secret_rv = scenario.secret(api, team, "steady").metadata.resource_version
     reads_before = aws.actions().count("BatchGetSecretValue")
+    logins_before = aws.actions().count("AssumeRoleWithWebIdentity")
     time.sleep(7)  # three refresh cycles
     assert aws.actions().count("BatchGetSecretValue") >= reads_before + 2, "no refresh happened"
+    assert aws.actions().count("AssumeRoleWithWebIdentity") == logins_before, (
+        "a refresh logged in again: sessions are cached per identity"
+    )
     assert scenario.get_sync(api, team, "steady")["metadata"]["resourceVersion"] == sync_rv
     assert scenario.secret(api, team, "steady").metadata.resource_version == secret_rv
 

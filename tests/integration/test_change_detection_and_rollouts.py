@@ -1,5 +1,6 @@
 """Cheap change detection (OpenBao KV v2 metadata) and rollout restarts of workloads,
-once per real change."""
+once per real change. The module runs operators of its own (one can be restarted), so
+it does not use the shared `operator` fixture."""
 
 from __future__ import annotations
 
@@ -22,13 +23,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("crds")]
 
 
 @pytest.fixture
-def namespace(own_namespace: str) -> str:
-    """This module runs operators of its own: its namespaces are outside the session
-    operator's `t-*`, so exactly one operator acts on them."""
-    return own_namespace
-
-
-@pytest.fixture
 def bao_proxy(env: DevEnv) -> Iterator[AwsRecordingProxy]:
     """A recording proxy in front of OpenBao: every request the operator sends."""
     proxy = AwsRecordingProxy(env.vault_addr)
@@ -37,11 +31,10 @@ def bao_proxy(env: DevEnv) -> Iterator[AwsRecordingProxy]:
 
 
 @pytest.fixture
-def own_operator(env: DevEnv, namespace: str, tmp_path: Path) -> Iterator[Path]:
-    """An operator of this test's own, watching only its namespace (so it can be restarted)."""
-    log = tmp_path / "operator.log"
-    with op.running(env, log, "--namespace", namespace):
-        yield log
+def own_operator(env: DevEnv, namespace: str, operator_log: Path) -> Iterator[Path]:
+    """An operator of this test's own, watching only its namespace."""
+    with op.running(env, operator_log, "--namespace", namespace):
+        yield operator_log
 
 
 def value_reads(proxy: AwsRecordingProxy, path: str) -> int:
@@ -134,7 +127,7 @@ def restart_annotation(api: Any, namespace: str, name: str) -> tuple[str | None,
 
 
 def test_a_workload_restarts_once_per_real_change_and_never_otherwise(
-    env: DevEnv, api: Any, namespace: str, tmp_path: Path, secret_values: set[bytes]
+    env: DevEnv, api: Any, namespace: str, operator_log: Path, secret_values: set[bytes]
 ) -> None:
     bind_namespace(env, api, namespace)
     scenario.apply(env, vault_store(env, namespace), deployment(namespace, "api"))
@@ -161,8 +154,7 @@ def test_a_workload_restarts_once_per_real_change_and_never_otherwise(
         )
         for name in ("db", "cache")
     ]
-    log = tmp_path / "operator.log"
-    with op.running(env, log, "--namespace", namespace):
+    with op.running(env, operator_log, "--namespace", namespace):
         scenario.apply(env, *feeds)
         for name in ("db", "cache"):
             scenario.wait_for_reason(api, namespace, name, "Synced")
@@ -191,6 +183,6 @@ def test_a_workload_restarts_once_per_real_change_and_never_otherwise(
         time.sleep(5)  # unchanged refreshes
         assert restart_annotation(api, namespace, "api") == changed
 
-    with op.running(env, log, "--namespace", namespace):  # an operator restart
+    with op.running(env, operator_log, "--namespace", namespace):  # an operator restart
         time.sleep(6)
         assert restart_annotation(api, namespace, "api") == changed

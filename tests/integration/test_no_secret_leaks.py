@@ -1,4 +1,4 @@
-"""No secret value used anywhere in this session reached the operator's log (at debug
+"""No secret value used anywhere in this session reached the operators' log (at debug
 level), an Event, a status, an annotation or a metric. Runs after every other test."""
 
 from __future__ import annotations

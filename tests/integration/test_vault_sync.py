@@ -309,14 +309,21 @@ def test_refresh_interval_zero_syncs_once(
             "NotFound",
             "{ns}/missing",
         ),
+        (
+            {"dataFrom": [{"extract": {"key": "{ns}/slashed"}}]},
+            "InvalidSpec",
+            "spec.dataFrom[0]: JSON key 'db/password' of remote secret '{ns}/slashed' is not a "
+            "valid Secret key",
+        ),
     ],
-    ids=["missing-property", "duplicate-key", "template-error", "too-big", "not-found"],
+    ids=["missing-property", "duplicate-key", "template-error", "too-big", "not-found", "bad-key"],
 )
 def test_bad_input_is_reported_on_the_status_naming_the_field(
     env: DevEnv, api: Any, team: str, spec: dict[str, Any], reason: str, message: str
 ) -> None:
     put(env, f"{team}/bad", {"user": "app", "password": "pw-not-leaked-1"})
     put(env, f"{team}/big", {f"k{i}": "x" * 200_000 for i in range(6)})
+    put(env, f"{team}/slashed", {"db/password": "pw-not-leaked-2"})
     resolved = json.loads(json.dumps(spec).replace("{ns}", team))
     scenario.apply(env, sync(team, "bad", resolved))
     obj = scenario.wait_for_reason(api, team, "bad", reason)

@@ -24,6 +24,7 @@ import pydantic
 from secretsync.audit import AuditLog
 from secretsync.auth.plan import LoginPlan, plan_login
 from secretsync.engine import changes, hashing, matching, rollouts, schedule, stores
+from secretsync.engine.eventsources import EventSources
 from secretsync.engine.outcomes import Outcome, failed
 from secretsync.engine.runner import DELETED, Runner, SyncJob
 from secretsync.engine.writer import OWNER_ANNOTATION
@@ -123,6 +124,7 @@ class Engine:
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(CONCURRENCY)
         self._tasks: set[asyncio.Task[None]] = set()
+        self.events = EventSources(notify=self.notify, metrics=metrics)
 
     # --- what the handlers tell the engine --------------------------------------------------
 
@@ -164,6 +166,7 @@ class Engine:
             old.status = entry.status
             return
         self.stores.put(entry)
+        self.events.sync_store(entry, self.runner)
         if old is not None:
             self.runner.forget(old.key)
         self._spawn(self._check_store(entry))
@@ -176,6 +179,7 @@ class Engine:
     def forget_store(self, kind: str, namespace: str, name: str) -> None:
         old = self.stores.remove(kind, namespace, name)
         if old is not None:
+            self.events.drop(old.key)
             self.runner.forget(old.key)
 
     def notify(
@@ -248,6 +252,7 @@ class Engine:
                 await asyncio.sleep(BATCH_WINDOW)  # let a burst of events gather
 
     async def stop(self) -> None:
+        await self.events.stop()
         await self.rollouts.stop()
         for task in list(self._tasks):
             task.cancel()
