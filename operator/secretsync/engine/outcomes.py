@@ -33,11 +33,15 @@ class Outcome:
 
 
 def reason_for(error: BaseException) -> tuple[str, bool]:
-    """(reason, retry soon) for an error; the order matters: subclasses first."""
+    """(reason, retry soon) for an error; the order matters: subclasses first.
+
+    Everything the provider or the cluster may change soon (a secret created, a policy
+    fixed, a ServiceAccount added) is retried with backoff up to the refresh interval;
+    only a spec error waits for the spec to change."""
     if isinstance(error, SecretNotFoundError):
-        return Reason.NOT_FOUND, False
+        return Reason.NOT_FOUND, True
     if isinstance(error, AccessDeniedError):
-        return Reason.ACCESS_DENIED, False
+        return Reason.ACCESS_DENIED, True
     if isinstance(error, ProviderAuthError):
         return Reason.AUTH_FAILED, True
     if isinstance(error, KubeNotFoundError):
