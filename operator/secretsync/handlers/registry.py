@@ -19,6 +19,7 @@ from secretsync.audit import AuditLog
 from secretsync.config import OperatorConfig
 from secretsync.engine.engine import Engine
 from secretsync.errors import KubeError
+from secretsync.events import webhook
 from secretsync.kube import Kube
 from secretsync.metrics import Metrics
 
@@ -53,11 +54,27 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         engine = Engine(kube=kube, metrics=metrics, audit=AuditLog(), hmac_key=key)
         memo["kube"], memo["engine"] = kube, engine
         memo["loop"] = asyncio.get_running_loop().create_task(engine.run(), name="engine")
+        if config.webhook_port and config.webhook_secret:
+            ns, name = config.webhook_secret
+            try:
+                memo["webhook"] = await webhook.start(
+                    port=config.webhook_port,
+                    load_key=lambda: kube.secret_value(ns, name, "key"),
+                    notify=engine.notify,
+                    metrics=metrics,
+                    key_source=f"Secret {ns}/{name}",
+                )
+            except OSError as exc:
+                raise kopf.PermanentError(
+                    f"cannot listen on --webhook-port {config.webhook_port}: {exc.strerror}"
+                ) from exc
         scope = "all namespaces" if config.clusterwide else ", ".join(config.namespaces)
         logger.info("watching %s.%s in %s", "/".join(KINDS), GROUP, scope)
 
     @kopf.on.cleanup(id="shutdown", registry=registry)
     async def shutdown(memo: kopf.Memo, **_: Any) -> None:
+        if "webhook" in memo:
+            await webhook.stop(memo["webhook"])
         if "loop" in memo:
             memo["loop"].cancel()
             await memo["engine"].stop()
