@@ -17,7 +17,8 @@ from harness import kube, scenario
 from harness import operator as op
 from harness.awsproxy import AwsRecordingProxy
 from harness.devenv import DevEnv
-from integration.test_vault_sync import bind_namespace, put, sync, vault_store
+from harness.vaultsetup import bind_namespace, put, sync
+from harness.vaultsetup import store as vault_store
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("crds")]
 

@@ -13,71 +13,11 @@ import kubernetes
 import pytest
 
 from harness import kube, scenario
-from harness.devenv import DevEnv, bao_request
+from harness.devenv import DevEnv
+from harness.vaultsetup import bind_namespace, put, sync
+from harness.vaultsetup import store as vault_store
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("operator")]
-
-
-def put(env: DevEnv, path: str, data: dict[str, str]) -> None:
-    bao_request(env.vault_addr, env.vault_token, "POST", f"secret/data/{path}", {"data": data})
-
-
-def vault_store(
-    env: DevEnv, namespace: str, *, kind: str = "SecretStore", name: str = "vault"
-) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name}
-    if kind == "SecretStore":
-        meta["namespace"] = namespace
-    return {
-        "apiVersion": scenario.API,
-        "kind": kind,
-        "metadata": meta,
-        "spec": {
-            "provider": {
-                "vault": {
-                    "server": env.vault_addr,
-                    "path": "secret",
-                    "version": "v2",
-                    "auth": {"kubernetes": {"role": namespace, "serviceAccount": {"name": "sync"}}},
-                }
-            }
-        },
-    }
-
-
-def sync(
-    namespace: str, name: str, spec: dict[str, Any], store: str = "vault", kind: str = "SecretStore"
-) -> dict[str, Any]:
-    return {
-        "apiVersion": scenario.API,
-        "kind": "SecretSync",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"storeRef": {"name": store, "kind": kind}, **spec},
-    }
-
-
-def bind_namespace(env: DevEnv, api: Any, namespace: str) -> None:
-    """An OpenBao policy reading only <namespace>/*, and a kubernetes-auth role for the
-    namespace's `sync` ServiceAccount."""
-    policy = f'path "secret/data/{namespace}/*" {{ capabilities = ["read"] }}\n'
-    policy += f'path "secret/metadata/{namespace}/*" {{ capabilities = ["read", "list"] }}\n'
-    bao_request(
-        env.vault_addr, env.vault_token, "PUT", f"sys/policies/acl/{namespace}", {"policy": policy}
-    )
-    bao_request(
-        env.vault_addr,
-        env.vault_token,
-        "POST",
-        f"auth/kubernetes/role/{namespace}",
-        {
-            "bound_service_account_names": ["sync"],
-            "bound_service_account_namespaces": [namespace],
-            "audience": "vault",
-            "token_policies": [namespace],
-            "token_ttl": "1h",
-        },
-    )
-    scenario.service_account(api, namespace, "sync")
 
 
 @pytest.fixture
