@@ -16,14 +16,13 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import pydantic
 
 from secretsync.audit import AuditLog
 from secretsync.auth.plan import LoginPlan, plan_login
-from secretsync.engine import changes, hashing, matching, rollouts, schedule, stores
+from secretsync.engine import changes, hashing, matching, reporting, rollouts, schedule, stores
 from secretsync.engine.eventsources import EventSources
 from secretsync.engine.outcomes import Outcome, failed
 from secretsync.engine.runner import DELETED, Runner, SyncJob
@@ -70,10 +69,6 @@ class SyncEntry:
         return (self.namespace, self.name)
 
 
-def _now_text() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def parse_sync(body: Mapping[str, Any]) -> SyncEntry:
     meta = body.get("metadata", {})
     spec: SecretSyncSpec | None
@@ -108,6 +103,7 @@ class Engine:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._kube = kube
+        self._reporter = reporting.Reporter(kube)
         self._metrics = metrics
         self._hmac_key = hmac_key
         self._clock = clock
@@ -172,8 +168,10 @@ class Engine:
         self._spawn(self._check_store(entry))
         if entry.spec is not None and entry.spec.change_check_seconds > 0:
             self._spawn(self._change_checks(entry, entry.spec.change_check_seconds))
+        # New or changed: its SecretSyncs sync now (those that found no store, or
+        # synced through the old spec) rather than at their next retry or refresh.
         for sync in self._syncs.values():
-            if sync.spec is not None and self._store_of(sync) is entry and old is not None:
+            if sync.spec is not None and self._store_of(sync) is entry:
                 self._due_now(sync)
 
     def forget_store(self, kind: str, namespace: str, name: str) -> None:
@@ -424,39 +422,22 @@ class Engine:
             self._schedule(sync, now + interval)
 
     async def _report(self, sync: SyncEntry, outcome: Outcome) -> None:
-        previous = sync.status
-        now = _now_text()
-        changed = outcome.write in ("created", "updated", "deleted")
-        ready = st.ready_condition(
-            ok=outcome.ok,
-            reason=outcome.reason,
-            message=outcome.message,
-            generation=sync.generation,
-            previous=previous,
-            now=now,
+        new = reporting.sync_status(sync.status, outcome, sync.generation)
+        changed = outcome.write in reporting.CHANGES
+        written = await self._reporter.status(
+            kind="SecretSync",
+            namespace=sync.namespace,
+            name=sync.name,
+            old=sync.status,
+            new=new,
+            force=changed,
         )
-        others = tuple(c for c in previous.conditions if c.type != "Ready")
-        new = Status(
-            conditions=(ready, *others),
-            observed_generation=sync.generation,
-            last_sync_time=now
-            if changed or previous.last_sync_time is None
-            else previous.last_sync_time,
-            synced_versions=outcome.versions if outcome.ok else previous.synced_versions,
-            data_hash=outcome.data_hash if outcome.ok else previous.data_hash,
-        )
-        if st.same_except_time(new, previous) and not changed:
-            return
-        try:
-            await self._kube.patch_status(
-                kind="SecretSync", namespace=sync.namespace, name=sync.name, status=st.to_patch(new)
-            )
-            sync.status = new
-        except KubeError as exc:
-            logger.warning("could not write status of SecretSync %s/%s: %s", *sync.key, exc)
+        if written is sync.status:
+            return  # nothing new to say
+        sync.status = written
         if changed:
-            verb = {"created": "Created", "updated": "Updated", "deleted": "Deleted"}[outcome.write]
             why = f" (triggered by {sync.trigger})" if sync.trigger else ""
+            verb = reporting.CHANGES[outcome.write]
             await self._event(sync, "Normal", verb, outcome.message + why)
         elif not outcome.ok:
             await self._event(sync, "Warning", outcome.reason, outcome.message)
@@ -492,46 +473,22 @@ class Engine:
             await self._write_rollout_condition(sync)
 
     async def _write_rollout_condition(self, sync: SyncEntry) -> None:
-        """A `Rollout` condition beside Ready: a missing workload is reported, not fatal."""
-        problems = sorted(sync.rollout_problems.values())
-        ok = not problems
-        old = next((c for c in sync.status.conditions if c.type == "Rollout"), None)
-        since = (
-            old.last_transition_time if old and old.status == ("True" if ok else "False") else None
+        new = reporting.rollout_status(
+            sync.status, sorted(sync.rollout_problems.values()), sync.generation
         )
-        cond = st.Condition(
-            type="Rollout",
-            status="True" if ok else "False",
-            reason="Restarted" if ok else "WorkloadNotReady",
-            message="workloads are restarted when the data changes" if ok else "; ".join(problems),
-            last_transition_time=since or _now_text(),
-            observed_generation=sync.generation,
+        sync.status = await self._reporter.status(
+            kind="SecretSync", namespace=sync.namespace, name=sync.name, old=sync.status, new=new
         )
-        others = tuple(c for c in sync.status.conditions if c.type != "Rollout")
-        new = sync.status.model_copy(update={"conditions": (*others, cond)})
-        if st.same_except_time(new, sync.status):
-            return
-        try:
-            await self._kube.patch_status(
-                kind="SecretSync", namespace=sync.namespace, name=sync.name, status=st.to_patch(new)
-            )
-            sync.status = new
-        except KubeError as exc:
-            logger.warning("could not write status of SecretSync %s/%s: %s", *sync.key, exc)
 
     async def _event(self, sync: SyncEntry, type_: str, reason: str, message: str) -> None:
-        try:
-            await self._kube.post_event(
-                kind="SecretSync",
-                namespace=sync.namespace,
-                name=sync.name,
-                uid=sync.uid,
-                type_=type_,
-                reason=reason,
-                message=message,
-            )
-        except KubeError as exc:
-            logger.warning("could not post Event for SecretSync %s/%s: %s", *sync.key, exc)
+        await self._reporter.event(
+            namespace=sync.namespace,
+            name=sync.name,
+            uid=sync.uid,
+            type_=type_,
+            reason=reason,
+            message=message,
+        )
 
     async def _change_checks(self, store: stores.StoreEntry, interval: float) -> None:
         """Every changeCheckInterval, until the store changes or goes away."""
@@ -591,27 +548,15 @@ class Engine:
         """A store's Ready: its spec is usable and, where the identity does not depend on
         the SecretSync's namespace, a live login and check succeed."""
         outcome = await self._store_outcome(store)
-        current = self.stores.current(store)
-        if current is not store:
+        if self.stores.current(store) is not store:
             return
-        ready = st.ready_condition(
-            ok=outcome.ok,
-            reason=outcome.reason,
-            message=outcome.message,
-            generation=store.generation,
-            previous=store.status,
-            now=_now_text(),
+        store.status = await self._reporter.status(
+            kind=store.kind,
+            namespace=store.namespace,
+            name=store.name,
+            old=store.status,
+            new=reporting.store_status(store.status, outcome, store.generation),
         )
-        new = Status(conditions=(ready,), observed_generation=store.generation)
-        if st.same_except_time(new, store.status):
-            return
-        try:
-            await self._kube.patch_status(
-                kind=store.kind, namespace=store.namespace, name=store.name, status=st.to_patch(new)
-            )
-            store.status = new
-        except KubeError as exc:
-            logger.warning("could not write status of %s: %s", store.key, exc)
 
     async def _store_outcome(self, store: stores.StoreEntry) -> Outcome:
         if store.spec is None:

@@ -8,8 +8,9 @@ from secretsync.models.store import AwsProvider
 from secretsync.providers.aws import credentials as aws_credentials
 from secretsync.providers.aws import login
 from secretsync.providers.aws.parameterstore import ParameterStore
+from secretsync.providers.aws.queue import SqsQueue
 from secretsync.providers.aws.secretsmanager import SecretsManager
-from secretsync.providers.base import LoginMaterial, SecretsClient, Session
+from secretsync.providers.base import EventQueue, LoginMaterial, SecretsClient, Session
 
 
 class AwsBackend:
@@ -32,13 +33,23 @@ class AwsBackend:
 
     def client(self, session: Session, observe: CallObserver) -> SecretsClient:
         """A client of spec.service reading as the session; SDK clients are built on first use."""
-        credentials = session.credentials
-        if not isinstance(
-            credentials, aws_credentials.AwsCredentials | aws_credentials.AmbientCredentials
-        ):
-            raise ProviderConfigError(
-                f"session {session.identity!r} was not made by the aws backend"
-            )
+        credentials = _credentials(session)
         if self.spec.service == "SecretsManager":
             return SecretsManager(spec=self.spec, credentials=credentials, observe=observe)
         return ParameterStore(spec=self.spec, credentials=credentials, observe=observe)
+
+    def event_queue(self, session: Session, queue_url: str, observe: CallObserver) -> EventQueue:
+        """The store's SQS event queue (spec.events.sqs), read as the session from the
+        store's endpoint and region; the SDK client is built on first use."""
+        return SqsQueue(
+            spec=self.spec, credentials=_credentials(session), queue_url=queue_url, observe=observe
+        )
+
+
+def _credentials(session: Session) -> aws_credentials.Credentials:
+    credentials = session.credentials
+    if not isinstance(
+        credentials, aws_credentials.AwsCredentials | aws_credentials.AmbientCredentials
+    ):
+        raise ProviderConfigError(f"session {session.identity!r} was not made by the aws backend")
+    return credentials

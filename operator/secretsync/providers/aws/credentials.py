@@ -18,6 +18,7 @@ from secretsync.models.store import AwsProvider
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_sqs import SQSClient
     from mypy_boto3_ssm import SSMClient
     from mypy_boto3_sts import STSClient
 
@@ -95,4 +96,12 @@ def ssm_client(session: boto3.Session, spec: AwsProvider) -> SSMClient:
     """An SSM client for the store's endpoint and region."""
     return session.client(
         "ssm", endpoint_url=spec.endpoint, region_name=spec.region, config=_config()
+    )
+
+
+def sqs_client(session: boto3.Session, spec: AwsProvider) -> SQSClient:
+    """An SQS client for the store's endpoint and region (its event queue; a long poll of
+    20 s stays within the read timeout)."""
+    return session.client(
+        "sqs", endpoint_url=spec.endpoint, region_name=spec.region, config=_config()
     )
