@@ -592,5 +592,5 @@ def test_rotation_latency_over_a_hundred_rotations_is_recorded(
         "samples_seconds": [round(s, 4) for s in samples],
         "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    BENCH_FILE.parent.mkdir(exist_ok=True)
+    BENCH_FILE.parent.mkdir(parents=True, exist_ok=True)
     BENCH_FILE.write_text(json.dumps(figures, indent=2) + "\n")
