@@ -162,9 +162,9 @@ class Engine:
             old.status = entry.status
             return
         self.stores.put(entry)
-        self.events.sync_store(entry, self.runner)
         if old is not None:
-            self.runner.forget(old.key)
+            self.runner.forget(old.key)  # sessions of the old spec
+        self.events.sync_store(entry, self.runner)
         self._spawn(self._check_store(entry))
         if entry.spec is not None and entry.spec.change_check_seconds > 0:
             self._spawn(self._change_checks(entry, entry.spec.change_check_seconds))
