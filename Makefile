@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)/tests
 
-.PHONY: setup tools test unit lint crds demo devenv-up devenv-down clean
+.PHONY: setup tools test unit lint crds manifests image-check demo bench bench-smoke devenv-up devenv-down clean
 
 ## setup: the virtualenv with the package (editable) and the test tools, pinned by constraints.txt
 setup: $(VENV)/.installed
@@ -38,9 +38,27 @@ lint: setup
 crds: setup
 	$(PY) tools/crds.py
 
+## manifests: regenerate the kustomize base in deploy/ from the Helm chart
+manifests: setup tools
+	$(PY) tools/manifests.py
+
+## image-check: install the wheel into a fresh virtualenv as the image does, run it; hadolint
+image-check: setup
+	PYTHON=$(PY) HADOLINT=$(VENV)/bin/hadolint sh tools/image/check.sh
+
 ## demo: the product end to end on the local environment (or SECRETSYNC_TEST_KUBECONFIG's cluster)
 demo: setup tools
 	$(PY) -m harness.demo
+
+## bench: every benchmark at full size (N = 1,000 and 10,000; about half an hour on two cores);
+## writes bench/results.json, docs/benchmarks.md and docs/benchmarks/*.png
+bench: setup tools
+	$(PY) -m bench.run --size full
+
+## bench-smoke: every benchmark at N = 50 (a few minutes; CI): asserts the results are right,
+## not fast; writes build/bench/smoke/results.json
+bench-smoke: setup tools
+	$(PY) -m bench.run --size smoke
 
 ## devenv-up: start the local environment in the background; `source .devenv/env` to use it
 devenv-up: setup tools

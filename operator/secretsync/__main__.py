@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 
 import kopf
@@ -50,6 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="namespace of the operator's own state Secret (default: $POD_NAMESPACE, "
         "else secretsync-system)",
     )
+    run.add_argument(
+        "--peering",
+        metavar="NAME",
+        help="run as one of several replicas: only the oldest live one acts, the others stand "
+        "by (needs the ClusterKopfPeering NAME, or the KopfPeering NAME in each watched "
+        "namespace)",
+    )
     run.add_argument("--log-format", choices=("json", "text"), default="text")
     run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     return parser
@@ -60,15 +68,30 @@ async def _run(cfg: config.OperatorConfig) -> None:
     if cfg.metrics_port:
         metrics.serve(cfg.metrics_port)
     liveness = f"http://0.0.0.0:{cfg.health_port}/healthz" if cfg.health_port else None
+    settings = kopf.OperatorSettings()
+    # The CRDs are installed before the operator starts (Helm's crds/, the kustomize base),
+    # and the namespaces are the exact names given; so kopf need not list or watch
+    # CustomResourceDefinitions or Namespaces, and the RBAC grants neither.
+    settings.scanning.disabled = True
     await kopf.operator(
         registry=handlers.build_registry(cfg),
+        settings=settings,
         clusterwide=cfg.clusterwide,
         namespaces=cfg.namespaces,
-        # One replica for now; peering for HA comes with the Helm chart.
-        standalone=True,
+        standalone=cfg.peering is None,
+        peering_name=cfg.peering,
+        priority=_peering_priority(),
         liveness_endpoint=liveness,
         memo=kopf.Memo(config=cfg, metrics=metrics),
     )
+
+
+def _peering_priority() -> int:
+    """The oldest replica wins. kopf pauses every operator that sees a live peer of higher
+    priority, so a priority that falls with the start time lets exactly one act, and a
+    replica that starts later never takes over from one that is working. (On a tie kopf
+    pauses both and logs a warning; in microseconds a tie is not a practical concern.)"""
+    return -(time.time_ns() // 1000)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 from collections.abc import Sequence
 from typing import Literal
 
 from secretsync.errors import ConfigError
 
 LogFormat = Literal["json", "text"]
+# A KopfPeering's name is an object name: a DNS-1123 subdomain.
+_PEERING_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -25,6 +28,9 @@ class OperatorConfig:
     log_level: str = "info"
     # Where the operator keeps its own state (the key of status.dataHash).
     state_namespace: str = "secretsync-system"
+    # kopf peering (HA): the name of the ClusterKopfPeering (or of the KopfPeering in each
+    # watched namespace) the replicas share; None runs standalone.
+    peering: str | None = None
 
     @property
     def clusterwide(self) -> bool:
@@ -50,6 +56,11 @@ def from_args(args: argparse.Namespace) -> OperatorConfig:
     for flag, port in (("--metrics-port", args.metrics_port), ("--health-port", args.health_port)):
         if not 0 <= port <= 65535:
             raise ConfigError(f"{flag} must be between 0 and 65535, got {port}")
+    if args.peering is not None and not _PEERING_NAME.match(args.peering):
+        raise ConfigError(
+            f"--peering must name a KopfPeering object (lower-case letters, digits, '-' and '.'), "
+            f"got {args.peering!r}"
+        )
     return OperatorConfig(
         namespaces=tuple(namespaces),
         metrics_port=args.metrics_port,
@@ -59,4 +70,5 @@ def from_args(args: argparse.Namespace) -> OperatorConfig:
         log_format=args.log_format,
         log_level=args.log_level,
         state_namespace=args.state_namespace,
+        peering=args.peering,
     )

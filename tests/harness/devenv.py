@@ -104,6 +104,8 @@ class DevEnv:
     vault_addr: str
     vault_token: str
     aws_endpoint: str
+    # kube-apiserver's audit log (JSON lines), when start(audit=True) turned it on.
+    audit_log: Path | None = None
 
     def exports(self) -> dict[str, str]:
         """Environment variables a shell, the operator or a test needs to reach it."""
@@ -149,8 +151,10 @@ class DevEnv:
     def from_json(cls, text: str) -> DevEnv:
         data = json.loads(text)
         b = data.pop("binaries")
+        audit_log = data.pop("audit_log", None)
         return cls(
             run_dir=Path(data.pop("run_dir")),
+            audit_log=Path(audit_log) if audit_log else None,
             binaries=Binaries(kube=Path(b["kube"]), etcd=Path(b["etcd"]), helm=Path(b["helm"])),
             kubeconfig=Path(data.pop("kubeconfig")),
             api_ca_pem=data.pop("api_ca_pem").encode(),
@@ -191,7 +195,45 @@ def _kubeconfig(path: Path, *, server: str, keys: pki.Pki) -> Path:
     return path
 
 
-def _start_control_plane(procs: Processes, binaries: Binaries) -> tuple[Path, str, bytes]:
+# What the audit log records when it is on (the benchmarks count the operator's requests
+# with it): every request on the objects the operator reads or writes, metadata only
+# (never a request or response body, so never a Secret value); nothing else.
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived", "ResponseStarted"],
+    "rules": [
+        {"level": "None", "verbs": ["watch"]},
+        {
+            "level": "Metadata",
+            "resources": [
+                {
+                    "group": "",
+                    "resources": ["secrets", "events", "serviceaccounts", "serviceaccounts/token"],
+                },
+                {"group": "secretsync.io"},
+                {"group": "apps"},
+            ],
+        },
+        {"level": "None"},
+    ],
+}
+
+
+def _audit_flags(run_dir: Path) -> list[str]:
+    policy = run_dir / "audit-policy.yaml"
+    policy.write_text(yaml.safe_dump(AUDIT_POLICY))
+    return [
+        f"--audit-policy-file={policy}",
+        f"--audit-log-path={run_dir / 'audit.log'}",
+        "--audit-log-format=json",
+        "--audit-log-mode=blocking",
+    ]
+
+
+def _start_control_plane(
+    procs: Processes, binaries: Binaries, *, audit: bool = False
+) -> tuple[Path, str, bytes]:
     run_dir = procs.run_dir
     keys = pki.create(run_dir / "pki")
 
@@ -234,6 +276,7 @@ def _start_control_plane(procs: Processes, binaries: Binaries) -> tuple[Path, st
             f"--service-account-signing-key-file={keys.sa_private}",
             "--service-cluster-ip-range=10.0.0.0/24",
             "--allow-privileged=true",
+            *(_audit_flags(run_dir) if audit else []),
         ],
     )
     ctx = ssl.create_default_context(cafile=str(keys.serving_ca))
@@ -374,8 +417,12 @@ def _start_moto(procs: Processes) -> str:
 # --- start and stop ---------------------------------------------------------------------------
 
 
-def start(run_dir: Path) -> tuple[DevEnv, Processes]:
-    """Start everything; on failure stop what did start and raise with the culprit's log."""
+def start(run_dir: Path, *, audit: bool = False) -> tuple[DevEnv, Processes]:
+    """Start everything; on failure stop what did start and raise with the culprit's log.
+
+    `audit=True` turns on kube-apiserver's audit log (metadata of the requests on
+    Secrets, Events, ServiceAccounts, workloads and secretsync.io objects) in
+    <run_dir>/audit.log; it has no effect on an external cluster."""
     run_dir.mkdir(parents=True, exist_ok=True)
     procs = Processes(run_dir)
     try:
@@ -385,7 +432,7 @@ def start(run_dir: Path) -> tuple[DevEnv, Processes]:
             kubeconfig = Path(external)
             server, ca_pem = _external_cluster(kubeconfig)
         else:
-            kubeconfig, server, ca_pem = _start_control_plane(procs, binaries)
+            kubeconfig, server, ca_pem = _start_control_plane(procs, binaries, audit=audit)
         aws_endpoint = _start_moto(procs)
         vault_addr, vault_token = _start_openbao(procs)
         _configure_kubernetes_auth(
@@ -404,6 +451,7 @@ def start(run_dir: Path) -> tuple[DevEnv, Processes]:
         vault_addr=vault_addr,
         vault_token=vault_token,
         aws_endpoint=aws_endpoint,
+        audit_log=run_dir / "audit.log" if audit and not external else None,
     )
     (run_dir / "devenv.json").write_text(env.to_json())
     return env, procs
@@ -414,7 +462,7 @@ def logs_summary(procs: Processes) -> str:
     return "\n".join(f"--- {s.name} ({s.log}) ---\n{log_tail(s.log)}" for s in procs.started)
 
 
-def up(directory: Path) -> int:
+def up(directory: Path, *, audit: bool = False) -> int:
     """`make devenv-up`: start in the background, write <dir>/env, return."""
     if (directory / "processes.json").exists() and any(
         s.alive() for s in Processes.load(directory).started
@@ -422,7 +470,7 @@ def up(directory: Path) -> int:
         print(f"devenv: already running; `source {directory}/env` or `make devenv-down`")
         return 0
     begun = time.monotonic()
-    env, procs = start(directory)
+    env, procs = start(directory, audit=audit)
     (directory / "env").write_text(env.env_file_text())
     names = ", ".join(s.name for s in procs.started)
     print(f"devenv: {names} up in {time.monotonic() - begun:.0f}s; logs in {directory}")
@@ -444,9 +492,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.devenv", description=__doc__)
     parser.add_argument("command", choices=("up", "down"))
     parser.add_argument("--dir", type=Path, default=REPO / ".devenv")
+    parser.add_argument(
+        "--audit",
+        action="store_true",
+        help="up: turn on kube-apiserver's audit log (<dir>/audit.log)",
+    )
     args = parser.parse_args(argv)
     try:
-        return up(args.dir.resolve()) if args.command == "up" else down(args.dir.resolve())
+        if args.command == "up":
+            return up(args.dir.resolve(), audit=args.audit)
+        return down(args.dir.resolve())
     except EnvError as exc:
         print(f"devenv: {exc}", file=sys.stderr)
         return 1

@@ -39,9 +39,11 @@ def running(
     *args: str,
     metrics_port: int = 0,
     extra_env: dict[str, str] | None = None,
+    kubeconfig: Path | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Start the operator (watching every namespace unless args say otherwise), wait until
-    it watches, and stop it at the end. Its log is appended to `log`."""
+    it watches, and stop it at the end. Its log is appended to `log`. It talks to the
+    apiserver as `kubeconfig` says (default: the environment's admin)."""
     ensure_state_namespace(env)
     start = log.stat().st_size if log.exists() else 0
     with log.open("ab") as out:
@@ -64,7 +66,7 @@ def running(
             # The operator must not inherit AWS credentials: stores name their identity.
             env={
                 **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
-                "KUBECONFIG": str(env.kubeconfig),
+                "KUBECONFIG": str(kubeconfig or env.kubeconfig),
                 **(extra_env or {}),
             },
         )

@@ -51,3 +51,25 @@ def test_version_is_printed(capsys: pytest.CaptureFixture[str]) -> None:
         cli.main(["--version"])
     assert exited.value.code == 0
     assert capsys.readouterr().out.startswith("secretsync ")
+
+
+def test_peering_names_the_group_and_defaults_to_standalone() -> None:
+    assert config.from_args(parse()).peering is None
+    assert config.from_args(parse("--peering", "secretsync")).peering == "secretsync"
+
+
+@pytest.mark.parametrize("name", ["Secret_Sync", "ends-", "a" * 254])
+def test_peering_name_must_be_an_object_name(name: str) -> None:
+    with pytest.raises(ConfigError, match="--peering must name a KopfPeering object"):
+        config.from_args(parse("--peering", name))
+
+
+def test_a_replica_started_later_has_a_lower_peering_priority(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # kopf pauses a replica that sees a live peer of higher priority: the oldest acts.
+    monkeypatch.setattr("time.time_ns", lambda: 1_700_000_000_000_001_000)
+    first = cli._peering_priority()
+    monkeypatch.setattr("time.time_ns", lambda: 1_700_000_000_000_002_000)
+    second = cli._peering_priority()
+    assert second < first
