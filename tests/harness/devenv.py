@@ -228,6 +228,9 @@ def _audit_flags(run_dir: Path) -> list[str]:
         f"--audit-log-path={run_dir / 'audit.log'}",
         "--audit-log-format=json",
         "--audit-log-mode=blocking",
+        # One file for the whole run: by default it is rotated at 100 MB, which a reader
+        # following the file would miss.
+        "--audit-log-maxsize=100000",
     ]
 
 

@@ -252,8 +252,8 @@ def test_refresh_interval_zero_syncs_once(
         (
             {"dataFrom": [{"extract": {"key": "{ns}/slashed"}}]},
             "InvalidSpec",
-            "spec.dataFrom[0]: JSON key 'db/password' of remote secret '{ns}/slashed' is not a "
-            "valid Secret key",
+            "spec.dataFrom[0]: JSON key number 1 (11 characters) of remote secret '{ns}/slashed' "
+            "is not a valid Secret key",
         ),
     ],
     ids=["missing-property", "duplicate-key", "template-error", "too-big", "not-found", "bad-key"],

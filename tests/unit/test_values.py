@@ -31,7 +31,7 @@ def test_missing_property_names_the_field_and_key_but_not_the_value() -> None:
 
 
 def test_extract_refuses_a_json_key_that_is_not_a_valid_secret_key() -> None:
-    with pytest.raises(ConfigError, match=r"JSON key 'db/password' .* is not a valid Secret key"):
+    with pytest.raises(ConfigError, match=r"JSON key number 1 \(11 characters\) .* is not a valid"):
         values.extract(json_value({"db/password": "x"}), None, where="spec.dataFrom[0]", key="k")
 
 

@@ -24,6 +24,8 @@ def watched_refs(spec: SecretSyncSpec) -> list[RemoteRef]:
 def moved(
     refs: Sequence[RemoteRef], synced: dict[str, str] | None, current: dict[RemoteRef, str]
 ) -> bool:
-    """Whether any ref's current version differs from the synced one (or is unknown)."""
+    """Whether any ref's current version differs from the synced one. A version the
+    provider would not tell (missing, denied) counts as unmoved: the refresh timer covers
+    it, rather than a full read at every check."""
     synced = synced or {}
-    return any(current.get(ref) is None or current[ref] != synced.get(ref.key) for ref in refs)
+    return any(ref in current and current[ref] != synced.get(ref.key) for ref in refs)

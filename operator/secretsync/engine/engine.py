@@ -37,6 +37,7 @@ from secretsync.models.sync import SecretSyncSpec
 FORCE_SYNC = "secretsync.io/force-sync"
 BATCH_WINDOW = 0.05  # gather syncs that become due together into one batch
 CONCURRENCY = 16  # identity groups synced at once
+STORE_GRACE = 10.0  # seconds after start during which a missing store is not yet reported
 
 logger = logging.getLogger("secretsync.engine")
 
@@ -63,6 +64,7 @@ class SyncEntry:
     last_read: set[str] = dataclasses.field(default_factory=set)  # remote keys read last time
     rollout_problems: dict[rollouts.Workload, str] = dataclasses.field(default_factory=dict)
     trigger: str | None = None  # what made it due, when not the timer (for the Event)
+    served_by: tuple[str, int] | None = None  # (store, generation) of the last success
 
     @property
     def key(self) -> SyncKey:
@@ -71,6 +73,7 @@ class SyncEntry:
 
 def parse_sync(body: Mapping[str, Any]) -> SyncEntry:
     meta = body.get("metadata", {})
+    status = st.parse(body.get("status"))
     spec: SecretSyncSpec | None
     try:
         spec = SecretSyncSpec.model_validate(body.get("spec") or {})
@@ -85,8 +88,11 @@ def parse_sync(body: Mapping[str, Any]) -> SyncEntry:
         generation=int(meta.get("generation") or 0),
         spec=spec,
         spec_error=error,
-        status=st.parse(body.get("status")),
+        status=status,
         force=(meta.get("annotations") or {}).get(FORCE_SYNC),
+        # What the Secret should hold, as last written: its ADDED event at start-up is
+        # then not mistaken for drift.
+        expected_hash=status.data_hash,
     )
 
 
@@ -107,6 +113,7 @@ class Engine:
         self._metrics = metrics
         self._hmac_key = hmac_key
         self._clock = clock
+        self._started = clock()
         self.runner = Runner(
             kube=kube, metrics=metrics, audit=audit, hmac_key=hmac_key, expect=self._expect
         )
@@ -142,6 +149,11 @@ class Engine:
         old.status = entry.status
         if changed:
             old.failures = 0
+            listed = {
+                (old.namespace, w.kind, w.name)
+                for w in (old.spec.rollout.restart if old.spec else ())
+            }
+            old.rollout_problems = {w: p for w, p in old.rollout_problems.items() if w in listed}
             self._due_now(old)
 
     def _expect(self, job_id: str, data_hash: str) -> None:
@@ -280,7 +292,13 @@ class Engine:
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            error = task.exception()
+            logger.error("engine task %s failed: %s", task.get_name(), type(error).__name__)
 
     def _store_of(self, sync: SyncEntry) -> stores.StoreEntry | None:
         return self.stores.lookup(sync.spec.store_ref, sync.namespace) if sync.spec else None
@@ -291,6 +309,10 @@ class Engine:
             sync.running = True
             try:
                 store, plan = self._resolve(sync)
+            except _NotYetError:
+                sync.running = False
+                self._schedule(sync, self._clock() + 1.0)
+                continue
             except _NotRunnableError as exc:
                 self._spawn(self._complete(sync, exc.outcome, store=None))
                 continue
@@ -303,6 +325,8 @@ class Engine:
             raise _NotRunnableError(_fail(Reason.INVALID_SPEC, sync.spec_error or "invalid spec"))
         ref = sync.spec.store_ref
         store = self._store_of(sync)
+        if store is None and self._clock() - self._started < STORE_GRACE:
+            raise _NotYetError  # the stores' first listing may still be arriving
         if store is None:
             where = f" in namespace {sync.namespace}" if ref.kind == "SecretStore" else ""
             raise _NotRunnableError(
@@ -341,14 +365,20 @@ class Engine:
             if not runnable:
                 return
             jobs = [
-                SyncJob(namespace=s.namespace, name=s.name, uid=s.uid, spec=s.spec)
+                SyncJob(
+                    namespace=s.namespace,
+                    name=s.name,
+                    uid=s.uid,
+                    spec=s.spec,
+                    may_delete=s.served_by == (store.key, store.generation),
+                )
                 for s in runnable
                 if s.spec is not None
             ]
             try:
                 outcomes = await self.runner.run(store, plan, jobs)
-            except Exception:
-                logger.exception("sync round for %s failed unexpectedly", store.key)
+            except Exception as exc:  # noqa: BLE001 - the type only: no traceback may quote values
+                logger.error("sync round for %s failed: %s", store.key, type(exc).__name__)
                 outcomes = {
                     j.id: _fail(
                         Reason.PROVIDER_UNAVAILABLE, "internal error; see operator log", True
@@ -356,7 +386,11 @@ class Engine:
                     for j in jobs
                 }
             for sync in runnable:
-                await self._complete(sync, outcomes[f"{sync.namespace}/{sync.name}"], store=store)
+                # A spec made invalid while the group waited has no outcome: retry it.
+                outcome = outcomes.get(f"{sync.namespace}/{sync.name}") or _fail(
+                    Reason.INVALID_SPEC, sync.spec_error or "the spec changed during the sync", True
+                )
+                await self._complete(sync, outcome, store=store)
 
     async def _namespace_refusal(self, store: stores.StoreEntry, sync: SyncEntry) -> Outcome | None:
         if store.kind != "ClusterSecretStore" or store.spec is None or not store.spec.conditions:
@@ -384,14 +418,23 @@ class Engine:
             if self._syncs.get(sync.key) is not sync:
                 return  # deleted or replaced while it ran
             self._metrics.syncs.labels(outcome.write if outcome.ok else outcome.reason).inc()
+            if outcome.write != "unchanged":
+                self._metrics.secret_writes.labels(outcome.write).inc()
             if outcome.ok:
                 sync.last_read = {key.split("@", 1)[0] for key in outcome.versions}
+                if store is not None:
+                    sync.served_by = (store.key, store.generation)
             await self._report(sync, outcome)
-            if outcome.write == "updated" and sync.spec is not None:
-                # A first "created" restarts nothing: pods could not have used the data yet.
+            # A first "created" restarts nothing: pods could not have used the data yet. A
+            # restart that failed before is tried again (it is idempotent).
+            if sync.spec is not None and (
+                outcome.write == "updated" or (outcome.ok and sync.rollout_problems)
+            ):
                 self.rollouts.changed(
                     (sync.namespace, w.kind, w.name) for w in sync.spec.rollout.restart
                 )
+        except Exception as exc:  # noqa: BLE001 - the type only: no traceback may quote values
+            logger.error("reporting the sync of %s/%s failed: %s", *sync.key, type(exc).__name__)
         finally:
             sync.running = False
             sync.trigger = None
@@ -453,11 +496,8 @@ class Engine:
         ]
 
     def _feeds(self, workload: rollouts.Workload) -> list[tuple[str, str]]:
-        return [
-            (s.name, s.expected_hash or s.status.data_hash or "")
-            for s in self._listing(workload)
-            if s.expected_hash or s.status.data_hash
-        ]
+        # The hash the status holds: written after the Secret was, never one that failed.
+        return [(s.name, s.status.data_hash) for s in self._listing(workload) if s.status.data_hash]
 
     async def _rollout_report(
         self, workload: rollouts.Workload, problem: str | None, restarted: bool
@@ -498,8 +538,8 @@ class Engine:
                 return
             try:
                 await self._change_check(store)
-            except Exception:
-                logger.exception("change check of %s failed unexpectedly", store.key)
+            except Exception as exc:  # noqa: BLE001 - the type only: no traceback may quote values
+                logger.error("change check of %s failed: %s", store.key, type(exc).__name__)
 
     async def _change_check(self, store: stores.StoreEntry) -> None:
         groups: dict[LoginPlan, list[SyncEntry]] = {}
@@ -577,6 +617,10 @@ class Engine:
         except SecretSyncError as exc:
             return failed(exc, context=f"authentication check of {store.kind} {store.name}")
         return Outcome(ok=True, reason=Reason.VALID, message=f"authenticated as {session.identity}")
+
+
+class _NotYetError(Exception):
+    """Too early to tell: retry shortly without reporting anything."""
 
 
 class _NotRunnableError(Exception):

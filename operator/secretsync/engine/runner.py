@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 
@@ -31,6 +32,8 @@ from secretsync.models.sync import SecretSyncSpec
 from secretsync.providers import registry
 from secretsync.providers.base import Backend, LoginMaterial, SecretsClient, Session
 
+logger = logging.getLogger("secretsync.engine")
+
 BATCH_SIZE = 20  # Secrets Manager's BatchGetSecretValue; an estimate for the budget
 DELETED = "deleted"  # what expect() is told before the runner deletes a Secret
 
@@ -43,6 +46,9 @@ class SyncJob:
     name: str
     uid: str
     spec: SecretSyncSpec
+    # deletionPolicy Delete may act only once this store, at its current generation, has
+    # served this SecretSync: a mistyped region or path reads as "not found" everywhere.
+    may_delete: bool = False
 
     @property
     def id(self) -> str:
@@ -191,7 +197,7 @@ class Runner:
                 return {job.id: failed(exc) for job in jobs}
             outcomes = await asyncio.gather(
                 *(
-                    self._finish(store, session, job, results, found.get(job.id, {}))
+                    self._finish_safely(store, session, job, results, found.get(job.id, {}))
                     if job.id not in find_errors
                     else _failed_async(find_errors[job.id])
                     for job in jobs
@@ -216,6 +222,26 @@ class Runner:
                 )
             )
         return out
+
+    async def _finish_safely(
+        self,
+        store: StoreEntry,
+        session: Session,
+        job: SyncJob,
+        results: Results,
+        found: Mapping[int, Sequence[RemoteRef]],
+    ) -> Outcome:
+        """_finish, with a bug in it costing this SecretSync's round, not its neighbours'."""
+        try:
+            return await self._finish(store, session, job, results, found)
+        except Exception as exc:  # noqa: BLE001 - reported on the status; the type only
+            logger.error("sync of %s failed unexpectedly: %s", job.id, type(exc).__name__)
+            return Outcome(
+                ok=False,
+                reason=Reason.PROVIDER_UNAVAILABLE,
+                message="internal error; see the operator log",
+                retry=True,
+            )
 
     async def _finish(
         self,
@@ -272,7 +298,8 @@ class Runner:
             namespace=job.namespace, name=job.name, uid=job.uid, target=spec.target
         )
         if error is not None:
-            return await self._on_error(job, target, error, spec)
+            gone = bool(reads) and all(isinstance(r, SecretNotFoundError) for _, r in reads)
+            return await self._on_error(job, target, error, spec, all_gone=gone)
         try:
             data = values.merge(parts)
             if spec.target.template is not None and spec.target.template.data:
@@ -304,10 +331,18 @@ class Runner:
         target: writer.SyncTarget,
         error: SecretSyncError,
         spec: SecretSyncSpec,
+        *,
+        all_gone: bool,
     ) -> Outcome:
-        # Only an explicit "not found" with deletionPolicy Delete removes data; every
-        # other failure leaves the last good Secret exactly as it is.
-        if isinstance(error, SecretNotFoundError) and spec.target.deletion_policy == "Delete":
+        # Only an explicit "not found" of every remote key, from a store that served this
+        # SecretSync before, with deletionPolicy Delete, removes data; every other failure
+        # leaves the last good Secret exactly as it is.
+        if (
+            isinstance(error, SecretNotFoundError)
+            and spec.target.deletion_policy == "Delete"
+            and all_gone
+            and job.may_delete
+        ):
             keys = set(spec.target.template.data if spec.target.template else ()) | {
                 d.secret_key for d in spec.data
             }

@@ -62,11 +62,13 @@ def extract(value: RemoteValue, prop: str | None, *, where: str, key: str) -> di
     if not isinstance(doc, dict):
         raise ConfigError(f"{where}: remote secret {key!r} is not a JSON object")
     out: dict[str, bytes] = {}
-    for name, node in doc.items():
+    for position, (name, node) in enumerate(doc.items(), start=1):
         if not SECRET_KEY.match(name):
+            # Named by position: a key of the remote document may itself be sensitive
+            # (a URL with credentials), and statuses are readable by many.
             raise ConfigError(
-                f"{where}: JSON key {name!r} of remote secret {key!r} is not a valid Secret key "
-                "(alphanumerics, '-', '_', '.')"
+                f"{where}: JSON key number {position} ({len(name)} characters) of remote secret "
+                f"{key!r} is not a valid Secret key (alphanumerics, '-', '_', '.')"
             )
         out[name] = _to_bytes(node)
     return out

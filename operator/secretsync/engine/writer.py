@@ -7,12 +7,15 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Literal
 
-from secretsync.errors import ConfigError
+from secretsync.errors import ConfigError, KubeError
 from secretsync.kube import Kube, Owner, SecretObject
 from secretsync.models.sync import Target
 
 MANAGED_BY = ("app.kubernetes.io/managed-by", "secretsync")
-OWNER_ANNOTATION = "secretsync.io/secretsync"
+OWNER_ANNOTATION = "secretsync.io/secretsync"  # on Secrets the SecretSync manages whole
+# On someone else's Secret that a Merge SecretSync writes keys into. Distinct from the
+# above, so that switching the policy from Merge never makes that Secret "ours".
+MERGE_ANNOTATION = "secretsync.io/merged-by"
 
 WriteOutcome = Literal["created", "updated", "unchanged", "deleted"]
 
@@ -40,7 +43,14 @@ def _annotations(t: SyncTarget) -> dict[str, str]:
 
 
 def _ours(t: SyncTarget, secret: SecretObject) -> bool:
-    return t.uid in secret.owner_uids or secret.annotations.get(OWNER_ANNOTATION) == t.name
+    """Managed whole by this SecretSync: our label, and our ownerReference or annotation."""
+    labelled = secret.labels.get(MANAGED_BY[0]) == MANAGED_BY[1]
+    named = t.uid in secret.owner_uids or secret.annotations.get(OWNER_ANNOTATION) == t.name
+    return labelled and named
+
+
+def _owner(t: SyncTarget) -> Owner | None:
+    return Owner(name=t.name, uid=t.uid) if t.target.creation_policy == "Owner" else None
 
 
 def _covers(have: Mapping[str, str], want: Mapping[str, str]) -> bool:
@@ -62,19 +72,30 @@ async def write(kube: Kube, t: SyncTarget, data: Mapping[str, bytes]) -> WriteOu
             "managed by this SecretSync; choose another name, or creationPolicy Merge to "
             "write into it"
         )
+    if existing.type != t.target.type:
+        # Never delete good data to change a type: the user decides when to recreate.
+        raise ConfigError(
+            f"spec.target.type: Secret {t.namespace}/{t.secret_name} has type {existing.type!r}, "
+            f"not {t.target.type!r}, and a Secret's type cannot change; delete the Secret to "
+            "let it be recreated with the new type"
+        )
+    owner = _owner(t)
     same = (
         dict(existing.data) == dict(data)
-        and existing.type == t.target.type
         and existing.immutable == t.target.immutable
+        and existing.owner_uids == ((owner.uid,) if owner else ())
         and _covers(existing.labels, _labels(t))
         and _covers(existing.annotations, _annotations(t))
     )
     if same:
         return "unchanged"
-    if existing.type != t.target.type or existing.immutable or t.target.immutable:
-        # Type and immutability cannot change in place: replace the Secret.
+    if existing.immutable or t.target.immutable:
+        # Immutability cannot change, nor can an immutable Secret's data: replace it.
         await kube.delete_secret(t.namespace, t.secret_name)
-        await _create(kube, t, data)
+        try:
+            await _create(kube, t, data)
+        except KubeError:
+            await _create(kube, t, data)  # once more: the Secret is missing until it works
         return "updated"
     removed: dict[str, bytes | None] = {k: None for k in existing.data if k not in data}
     await kube.patch_secret(
@@ -84,12 +105,13 @@ async def write(kube: Kube, t: SyncTarget, data: Mapping[str, bytes]) -> WriteOu
         labels=_labels(t),
         annotations=_annotations(t),
         resource_version=existing.resource_version,
+        owner=owner,
     )
     return "updated"
 
 
 async def _create(kube: Kube, t: SyncTarget, data: Mapping[str, bytes]) -> None:
-    owner = Owner(name=t.name, uid=t.uid) if t.target.creation_policy == "Owner" else None
+    owner = _owner(t)
     await kube.create_secret(
         namespace=t.namespace,
         name=t.secret_name,
@@ -111,7 +133,7 @@ async def _merge(
             f"{t.namespace}/{t.secret_name} does not exist"
         )
     if all(existing.data.get(k) == v for k, v in data.items()) and _covers(
-        existing.annotations, {OWNER_ANNOTATION: t.name}
+        existing.annotations, {MERGE_ANNOTATION: t.name}
     ):
         return "unchanged"
     # Only our keys are written; every other key of the Secret is left as it is.
@@ -120,7 +142,7 @@ async def _merge(
         name=t.secret_name,
         data=dict(data),
         labels=existing.labels,
-        annotations={**existing.annotations, OWNER_ANNOTATION: t.name},
+        annotations={**existing.annotations, MERGE_ANNOTATION: t.name},
         resource_version=existing.resource_version,
     )
     return "updated"

@@ -16,9 +16,10 @@ import dataclasses
 import datetime
 import functools
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import kubernetes
+import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from secretsync.errors import KubeError, KubeNotFoundError
@@ -33,6 +34,8 @@ PLURALS = {
 }
 
 
+REQUEST_TIMEOUT = 30  # seconds; a hung connection must not hold a sync forever
+MERGE_PATCH = "application/merge-patch+json"  # RFC 7386: lists are replaced, nulls delete
 _WORKLOADS = {"Deployment": "deployment", "StatefulSet": "stateful_set", "DaemonSet": "daemon_set"}
 
 
@@ -57,6 +60,21 @@ class Owner:
 
     name: str
     uid: str
+
+
+def _owner_refs(owner: Owner | None) -> list[dict[str, Any]]:
+    if owner is None:
+        return []
+    return [
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "SecretSync",
+            "name": owner.name,
+            "uid": owner.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
 
 
 def _b64(data: Mapping[str, bytes]) -> dict[str, str]:
@@ -94,12 +112,16 @@ class Kube:
 
     async def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
+        call = functools.partial(fn, *args, _request_timeout=REQUEST_TIMEOUT, **kwargs)
         try:
-            return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+            return await loop.run_in_executor(self._pool, call)
         except ApiException as exc:
             if exc.status == 404:
-                raise KubeNotFoundError(f"{what}: not found") from exc
-            raise KubeError(f"{what}: HTTP {exc.status} {exc.reason}") from exc
+                raise KubeNotFoundError(f"{what}: not found") from None
+            raise KubeError(f"{what}: HTTP {exc.status} {exc.reason}") from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            # The apiserver unreachable or slow: a failure like any other, never a crash.
+            raise KubeError(f"{what}: {type(exc).__name__}") from None
 
     # --- Secrets --------------------------------------------------------------------
 
@@ -159,20 +181,7 @@ class Kube:
         owner: Owner | None,
         immutable: bool,
     ) -> None:
-        owners = (
-            [
-                {
-                    "apiVersion": f"{GROUP}/{VERSION}",
-                    "kind": "SecretSync",
-                    "name": owner.name,
-                    "uid": owner.uid,
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ]
-            if owner
-            else None
-        )
+        owners = _owner_refs(owner) or None
         body = {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -203,18 +212,23 @@ class Kube:
         labels: Mapping[str, str],
         annotations: Mapping[str, str],
         resource_version: str,
+        owner: Owner | Literal["keep"] | None = "keep",
     ) -> None:
-        """A merge patch: keys mapped to None are removed, other keys are left alone.
+        """A JSON merge patch: keys mapped to None are removed, other keys are left alone;
+        `owner` sets the ownerReferences (None: none), "keep" leaves them.
 
         The resourceVersion makes it conditional, so a concurrent edit is never
         overwritten blindly; the engine retries on the next event.
         """
+        meta: dict[str, Any] = {
+            "labels": dict(labels),
+            "annotations": dict(annotations),
+            "resourceVersion": resource_version,
+        }
+        if owner != "keep":
+            meta["ownerReferences"] = _owner_refs(owner)
         body = {
-            "metadata": {
-                "labels": dict(labels),
-                "annotations": dict(annotations),
-                "resourceVersion": resource_version,
-            },
+            "metadata": meta,
             "data": {
                 k: (None if v is None else base64.b64encode(v).decode()) for k, v in data.items()
             },
@@ -225,6 +239,7 @@ class Kube:
             name,
             namespace,
             body,
+            _content_type=MERGE_PATCH,
         )
 
     async def delete_secret(self, namespace: str, name: str) -> None:
@@ -287,6 +302,7 @@ class Kube:
                 PLURALS[kind],
                 name,
                 body,
+                _content_type=MERGE_PATCH,
             )
         else:
             await self._call(
@@ -297,6 +313,7 @@ class Kube:
                 PLURALS[kind],
                 name,
                 body,
+                _content_type=MERGE_PATCH,
             )
 
     async def post_event(
@@ -360,7 +377,14 @@ class Kube:
         """Set a pod-template annotation: the workload controller rolls its pods."""
         patch = getattr(self._apps, f"patch_namespaced_{_WORKLOADS[kind]}")
         body = {"spec": {"template": {"metadata": {"annotations": {key: value}}}}}
-        await self._call(f"patch {kind} {namespace}/{name}", patch, name, namespace, body)
+        await self._call(
+            f"patch {kind} {namespace}/{name}",
+            patch,
+            name,
+            namespace,
+            body,
+            _content_type=MERGE_PATCH,
+        )
 
     # --- operator state ----------------------------------------------------------------------
 
