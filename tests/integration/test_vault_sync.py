@@ -322,3 +322,45 @@ def test_cluster_store_authenticates_as_each_namespace_and_honours_its_condition
             kubernetes.client.CoreV1Api(api).delete_namespace(other)
     finally:
         env.kubectl("delete", "clustersecretstore", store_name)
+
+
+def test_changing_the_creation_policy_never_takes_over_or_keeps_a_wrong_owner(
+    env: DevEnv, api: Any, team: str, secret_values: set[bytes]
+) -> None:
+    token = value(secret_values, "policy")
+    put(env, f"{team}/p", {"token": token})
+    data = [{"secretKey": "token", "remoteRef": {"key": f"{team}/p", "property": "token"}}]
+    kubernetes.client.CoreV1Api(api).create_namespaced_secret(
+        team,
+        kubernetes.client.V1Secret(
+            metadata=kubernetes.client.V1ObjectMeta(name="theirs"),
+            string_data={"unrelated": "keep-me"},
+        ),
+    )
+    merge = {"target": {"name": "theirs", "creationPolicy": "Merge"}, "data": data}
+    scenario.apply(env, sync(team, "merger", merge), sync(team, "owned", {"data": data}))
+    scenario.wait_for_reason(api, team, "merger", "Synced")
+    scenario.wait_for_reason(api, team, "owned", "Synced")
+
+    # Merge -> Owner: the user's Secret is not ours to own, rewrite or delete.
+    scenario.apply(env, sync(team, "merger", {**merge, "target": {"name": "theirs"}}))
+    refused = scenario.wait_for_reason(api, team, "merger", "InvalidSpec")
+    assert (
+        "already exists and is not managed by this SecretSync"
+        in scenario.condition(refused)["message"]
+    )
+    assert scenario.secret_data(api, team, "theirs") == {
+        "unrelated": b"keep-me",
+        "token": token.encode(),
+    }
+
+    # Owner -> Orphan: the ownerReference goes, so deleting the SecretSync keeps the Secret.
+    scenario.apply(env, sync(team, "owned", {"data": data, "target": {"creationPolicy": "Orphan"}}))
+    kube.eventually(
+        lambda: not scenario.secret(api, team, "owned").metadata.owner_references,
+        timeout=30,
+        what="the ownerReference to be removed",
+    )
+    env.kubectl("delete", "secretsyncs.secretsync.io", "owned", "-n", team)
+    time.sleep(3)
+    assert scenario.secret_data(api, team, "owned") == {"token": token.encode()}
