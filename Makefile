@@ -50,7 +50,7 @@ image-check: setup
 demo: setup tools
 	$(PY) -m harness.demo
 
-## bench: every benchmark at full size (N = 1,000 and 10,000; about half an hour on two cores);
+## bench: every benchmark at full size (N = 1,000 and 10,000; about 20 minutes on two cores);
 ## writes bench/results.json, docs/benchmarks.md and docs/benchmarks/*.png
 bench: setup tools
 	$(PY) -m bench.run --size full

@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import os
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -43,13 +44,20 @@ class AuditLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._offset = path.stat().st_size if path.exists() else 0  # older runs do not count
+        stat = path.stat() if path.exists() else None
+        self._offset = stat.st_size if stat else 0  # what earlier runs wrote does not count
+        self._inode = stat.st_ino if stat else 0
         self._partial = b""
         self._requests: list[Request] = []
         self._lock = threading.Lock()
 
     def refresh(self) -> None:
         with self._lock, self.path.open("rb") as f:
+            stat = os.fstat(f.fileno())
+            if stat.st_ino != self._inode or stat.st_size < self._offset:
+                # Rotated (an environment started without the harness's flags): follow the
+                # new file from its start; what the old one held after the last read is lost.
+                self._inode, self._offset, self._partial = stat.st_ino, 0, b""
             f.seek(self._offset)
             chunk = f.read()
             self._offset += len(chunk)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import subprocess
@@ -42,4 +43,13 @@ def describe() -> dict[str, Any]:
         "python": platform.python_version(),
         "commit": _git("rev-parse", "--short", "HEAD"),
         "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        # Tells runs of a dirty tree apart: the operator's source as it was at the start.
+        "operator_source_sha256": _source_digest(REPO / "operator" / "secretsync")[:16],
     }
+
+
+def _source_digest(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()

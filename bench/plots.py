@@ -80,6 +80,7 @@ def _steady(s: dict[str, Any], out: Path) -> Path:
     )
     left.set_title(f"AWS calls per cycle (N = {st['syncs']:,}, U = {st['unique_remote_secrets']})")
     left.set_xlabel("refresh cycle")
+    left.set_xticks(xs)
     left.set_ylabel("calls")
     left.legend(loc="lower right")
     width = 0.25
@@ -90,6 +91,7 @@ def _steady(s: dict[str, Any], out: Path) -> Path:
     right.set_ylim(0, max(5, *secret, *status) * 1.2)
     right.set_ylabel("writes")
     right.set_xlabel("refresh cycle")
+    right.set_xticks(xs)
     twin = right.twinx()
     twin.plot(
         xs,
@@ -103,7 +105,7 @@ def _steady(s: dict[str, Any], out: Path) -> Path:
     right.set_title("writes (zero expected) and operator CPU per cycle")
     handles = right.get_legend_handles_labels()
     twin_handles = twin.get_legend_handles_labels()
-    right.legend(handles[0] + twin_handles[0], handles[1] + twin_handles[1], loc="upper left")
+    right.legend(handles[0] + twin_handles[0], handles[1] + twin_handles[1], loc="lower right")
     return _save(fig, out / "steady_state.png")
 
 
@@ -133,6 +135,7 @@ def _churn(s: dict[str, Any], out: Path) -> Path:
     )
     ax.set_title(f"{ch['changed_per_cycle']} remote changes per cycle, N = {ch['syncs']:,}")
     ax.set_xlabel("churn cycle")
+    ax.set_xticks(xs)
     ax.set_ylabel("count")
     ax.legend(loc="lower right")
     return _save(fig, out / "churn.png")
@@ -162,7 +165,7 @@ def _scale(s: dict[str, Any], out: Path) -> Path:
     twin.set_ylim(bottom=0)
     handles = ax.get_legend_handles_labels()
     twin_handles = twin.get_legend_handles_labels()
-    ax.legend(handles[0] + twin_handles[0], handles[1] + twin_handles[1], loc="upper right")
+    ax.legend(handles[0] + twin_handles[0], handles[1] + twin_handles[1], loc="center right")
     ax.set_title(f"operator process, N = {sc['syncs']:,}: peak {sc['peak_rss_mib']} MiB")
     return _save(fig, out / "scale.png")
 
@@ -186,6 +189,8 @@ def _rotation(s: dict[str, Any], out: Path) -> Path:
     ax.set_xlabel("seconds from the change to the Secret holding it (log)")
     ax.set_ylabel("fraction of rotations")
     ax.set_title("rotation latency, cumulative")
-    ax.legend(loc="lower right", fontsize="small")
+    ax.legend(loc="upper left", fontsize="small")
+    ax.set_ylim(0, 1.6)  # room for the legend above the curves
+    ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
     ax.grid(alpha=0.3)
     return _save(fig, out / "rotation.png")

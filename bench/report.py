@@ -364,12 +364,53 @@ def generated(results: dict[str, Any], images: dict[str, str]) -> str:
                 f"{_fmt(path['p90_s'])} | {_fmt(path['p99_s'])} | {_fmt(path['max_s'])} | "
                 f"{path['note']} |"
             )
+    load = _load_rows(s)
+    if load:
+        lines += [
+            "",
+            "### Load on the machine",
+            "",
+            "Busy CPU seconds of the whole machine in each measured window, and the part no "
+            "process of the benchmark (operator, control plane, moto, OpenBao, the benchmark "
+            "itself) accounts for: other work on a shared host, which slows everything above.",
+            "",
+            "| window | seconds | machine busy CPU s | outside the benchmark |",
+            "| --- | --- | --- | --- |",
+            *load,
+        ]
     lines += ["", "### Plots", ""]
     for title, image in images.items():
         lines.append(f"![{title}]({image})")
         lines.append("")
     lines.append(END)
     return "\n".join(lines)
+
+
+def _load_rows(s: dict[str, Any]) -> list[str]:
+    rows = []
+    windows: list[tuple[str, float, dict[str, Any]]] = []
+    if "cold_start" in s:
+        windows.append(("cold start", s["cold_start"]["ready_s"], s["cold_start"]))
+    for name in ("steady_state", "churn"):
+        if name in s:
+            cycles = s[name]["cycles"]
+            seconds = len(cycles) * s.get("steady_state", {}).get("refresh_interval_s", 0)
+            merged = {
+                "machine_cpu_s": sum(c.get("machine_cpu_s", 0) for c in cycles),
+                "other_cpu_s": sum(c.get("other_cpu_s", 0) for c in cycles),
+            }
+            windows.append((name.replace("_", " "), seconds, merged))
+    if "scale" in s:
+        windows.append(("scale, syncing", s["scale"]["syncing"]["seconds"], s["scale"]["syncing"]))
+        windows.append(("scale, at rest", s["scale"]["rest"]["seconds"], s["scale"]["rest"]))
+    for name, seconds, figures in windows:
+        if "machine_cpu_s" not in figures:
+            continue
+        rows.append(
+            f"| {name} | {seconds:.0f} | {figures['machine_cpu_s']:.1f} | "
+            f"{figures['other_cpu_s']:.1f} |"
+        )
+    return rows
 
 
 SKELETON = """# Benchmarks

@@ -155,7 +155,20 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="record py-spy profiles of the operator (costs it some CPU)",
     )
+    parser.add_argument(
+        "--from-results",
+        type=Path,
+        metavar="RESULTS_JSON",
+        help="run nothing: rewrite docs/benchmarks.md and its plots from a results file",
+    )
     args = parser.parse_args(argv)
+    if args.from_results:
+        report.write_docs(
+            json.loads(args.from_results.read_text()),
+            REPO / "docs" / "benchmarks.md",
+            REPO / "docs" / "benchmarks",
+        )
+        return 0
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )

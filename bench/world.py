@@ -7,8 +7,10 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import logging
+import os
 import secrets
 import time
+import urllib.parse
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -36,6 +38,20 @@ SECRETS_MANAGER_ACTIONS = frozenset(
 APPLY_BATCH = 1000  # SecretSyncs per `kubectl apply`
 
 
+class CountingProxy(AwsRecordingProxy):
+    """The harness's recording proxy, silent when a client hangs up before its answer (the
+    operator's SQS long poll when the operator stops), which http.server would print."""
+
+    def start(self) -> None:
+        super().start()
+        if self._server is not None:
+            self._server.handle_error = _hung_up  # type: ignore[method-assign]
+
+
+def _hung_up(request: Any, client_address: Any) -> None:
+    return None
+
+
 def role(namespace: str) -> str:
     return f"arn:aws:iam::{ACCOUNT}:role/{namespace}-reader"
 
@@ -53,6 +69,7 @@ class World:
     origin: float  # time.time() at the start of the run
     sm: Any  # Secrets Manager client of the benchmark itself (straight to moto, not counted)
     operator_source: Path | None = None  # a scratch copy of the package to measure instead
+    _roles: dict[str, str] = dataclasses.field(default_factory=dict)  # access key -> role
     values: dict[str, bytes] = dataclasses.field(default_factory=dict)  # remote key -> value
 
     @property
@@ -66,10 +83,27 @@ class World:
         offset = self.mono_offset
         return [c for c in proxy.snapshot() if start <= c.at + offset < end]
 
-    def aws_actions(self, start: float, end: float) -> dict[str, int]:
-        """Calls that reached moto from the operator, by action."""
-        found = Counter(c.action for c in self.calls(self.aws, start, end))
+    def aws_actions(self, start: float, end: float, prefix: str = "") -> dict[str, int]:
+        """Calls that reached moto from the operator, by action; with a prefix, only those
+        made as the role of a namespace starting with it (each namespace reads as its own
+        role, so the calls of other scenarios' stores are left out)."""
+        calls = self.calls(self.aws, start, end)
+        if prefix:
+            calls = [c for c in calls if self._namespace_of(c).startswith(prefix)]
+        found = Counter(c.action for c in calls)
         return dict(sorted(found.items()))
+
+    def _namespace_of(self, call: Call) -> str:
+        """The namespace whose role made (or, for a login, asked for) the call."""
+        if call.action == "AssumeRoleWithWebIdentity":
+            arn = urllib.parse.parse_qs(call.body.decode(errors="replace")).get("RoleArn", [""])[0]
+        else:
+            key = call.access_key or ""
+            if key not in self._roles:
+                self._roles.update(self.aws.roles_by_access_key())
+            arn = self._roles.get(key, "")
+        name = arn.rsplit("/", 1)[-1]
+        return name.removesuffix("-reader") if name.endswith("-reader") else ""
 
     def bao_requests(self, start: float, end: float) -> dict[str, int]:
         """Requests that reached OpenBao from the operator, as "<METHOD> <kind>", where the
@@ -187,7 +221,7 @@ class World:
         logfile = self.out / f"operator-{name}.log"
         extra = {"PYTHONPATH": str(self.operator_source)} if self.operator_source else None
         with op.running(self.env, logfile, "--log-level", "info", *args, extra_env=extra) as proc:
-            pids = {"operator": proc.pid, **self.devenv_pids(), "bench": _self_pid()}
+            pids = {"operator": proc.pid, **self.devenv_pids(), "bench": os.getpid()}
             monitor = Monitor(pids)
             try:
                 yield proc.pid, monitor
@@ -200,12 +234,6 @@ class World:
 
     def watch(self, prefix: str) -> ClusterWatch:
         return ClusterWatch(self.api, namespace_prefix=prefix)
-
-
-def _self_pid() -> int:
-    import os
-
-    return os.getpid()
 
 
 def _has_default_sa(core: Any, namespace: str) -> bool:
@@ -233,8 +261,8 @@ def connect(env: devenv.DevEnv, out: Path, origin: float) -> World:
     return World(
         env=env,
         api=api,
-        aws=AwsRecordingProxy(env.aws_endpoint),
-        bao=AwsRecordingProxy(env.vault_addr),
+        aws=CountingProxy(env.aws_endpoint),
+        bao=CountingProxy(env.vault_addr),
         audit=AuditLog(env.audit_log) if env.audit_log else None,
         out=out,
         origin=origin,

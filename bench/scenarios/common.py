@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import psutil
 
+from bench.audit import writes
 from bench.monitor import Monitor
 from bench.world import World
 
@@ -41,7 +43,7 @@ def process_figures(monitor: Monitor, start: float, end: float) -> dict[str, Any
 def counts(world: World, start: float, end: float, prefix: str) -> dict[str, Any]:
     """Everything counted outside the operator in a window."""
     return {
-        "aws_calls": world.aws_actions(start, end),
+        "aws_calls": world.aws_actions(start, end, prefix),
         "vault_requests": world.bao_requests(start, end),
         "kube_requests": world.kube_requests(start, end, prefix),
     }
@@ -60,11 +62,18 @@ def quiet_phase(world: World, start: float, end: float, interval: float) -> floa
     (seen between start and end, at least one period): windows of one period that begin
     there hold exactly one refresh of every store. Refreshes are aligned to wall-clock
     multiples of the interval, so the phase is taken modulo the interval."""
-    stamps = sorted(
-        (c.at + world.mono_offset) % interval
+    stamps = [
+        c.at + world.mono_offset
         for c in world.calls(world.aws, start, end)
         if c.action == "BatchGetSecretValue"
-    )
+    ]
+    return largest_gap_middle(stamps, interval)
+
+
+def largest_gap_middle(times: Sequence[float], interval: float) -> float:
+    """The middle of the longest gap between the times, taken modulo the interval (the
+    gap that wraps around the end of the period counts too); 0 without times."""
+    stamps = sorted(t % interval for t in times)
     if not stamps:
         return 0.0
     best_gap, best_mid = -1.0, 0.0
@@ -85,8 +94,6 @@ def next_boundary(now: float, interval: float, phase: float) -> float:
 
 
 def sleep_until(when: float) -> None:
-    import time
-
     while True:
         left = when - time.time()
         if left <= 0:
@@ -95,6 +102,4 @@ def sleep_until(when: float) -> None:
 
 
 def kube_writes(kube: dict[str, int] | None, resource: str) -> int | None:
-    from bench.audit import writes
-
     return None if kube is None else writes(kube, resource)

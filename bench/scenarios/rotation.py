@@ -387,7 +387,7 @@ def run(world: World, watch: ClusterWatch, size: Size, setup: Setup) -> dict[str
             "mean_s": round(sum(latencies) / len(latencies), 3) if latencies else None,
             "latencies_s": [round(v, 4) for v in latencies],
             "duration_s": round(ended - begun, 1),
-            "aws_calls": world.aws_actions(begun, ended),
+            "aws_calls": world.aws_actions(begun, ended, AWS_NS),
             "vault_requests": world.bao_requests(begun, ended),
         }
         log.info(

@@ -59,7 +59,7 @@ def run(
     syncing = process_figures(monitor, start, end)
     rest = process_figures(monitor, rest_start, rest_end)
     elapsed = [t - start for t in done]
-    rest_calls = world.aws_actions(rest_start, rest_end)
+    rest_calls = world.aws_actions(rest_start, rest_end, layout.prefix)
     return {
         "syncs": len(expected),
         "unique_remote_secrets": layout.unique,

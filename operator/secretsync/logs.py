@@ -49,3 +49,7 @@ def configure(*, log_format: LogFormat, level: str) -> None:
     root.setLevel(level.upper())
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    # kopf logs a line per watch event ("Handler ... succeeded"): about 5 % of the CPU at
+    # scale (docs/benchmarks.md). Kept for --log-level debug only.
+    if root.level > logging.DEBUG:
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)

@@ -295,12 +295,10 @@ def test_without_an_endpoint_in_the_spec_the_environments_is_ignored(
     for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL_SSM"):
         monkeypatch.setenv(name, endpoint)
     provider = AwsProvider(service="ParameterStore", region=AWS_REGION)
-    session = boto3.Session(
-        region_name=AWS_REGION, aws_access_key_id="x", aws_secret_access_key="x"
-    )
+    keys = aws_credentials.AwsCredentials(access_key_id="x", secret_access_key="x")
 
-    ssm_url = aws_credentials.ssm_client(session, provider).meta.endpoint_url
-    sts_url = aws_credentials.sts_client(session, provider).meta.endpoint_url
+    ssm_url = aws_credentials.ssm_client(keys, provider).meta.endpoint_url
+    sts_url = aws_credentials.sts_client(keys, provider).meta.endpoint_url
 
     assert ssm_url == f"https://ssm.{AWS_REGION}.amazonaws.com"
     assert sts_url == f"https://sts.{AWS_REGION}.amazonaws.com"

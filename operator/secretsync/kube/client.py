@@ -34,6 +34,7 @@ PLURALS = {
 }
 
 
+WORKERS = 16  # threads for API calls, which mostly wait on the network
 REQUEST_TIMEOUT = 30  # seconds; a hung connection must not hold a sync forever
 MERGE_PATCH = "application/merge-patch+json"  # RFC 7386: lists are replaced, nulls delete
 _WORKLOADS = {"Deployment": "deployment", "StatefulSet": "stateful_set", "DaemonSet": "daemon_set"}
@@ -88,7 +89,7 @@ def _unb64(data: Mapping[str, str] | None) -> dict[str, bytes]:
 class Kube:
     """Typed, asynchronous access to the few API calls the operator makes."""
 
-    def __init__(self, api: Any, *, workers: int = 16) -> None:
+    def __init__(self, api: Any, *, workers: int = WORKERS) -> None:
         self._api = api
         self._core = kubernetes.client.CoreV1Api(api)
         self._apps = kubernetes.client.AppsV1Api(api)
@@ -97,14 +98,17 @@ class Kube:
         self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="kube")
 
     @classmethod
-    def connect(cls) -> Kube:
+    def connect(cls, *, workers: int = WORKERS) -> Kube:
         """In a Pod, the mounted ServiceAccount; elsewhere KUBECONFIG, like kubectl."""
+        config = kubernetes.client.Configuration()
         try:
-            kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
-            api = kubernetes.client.ApiClient()
+            kubernetes.config.load_incluster_config(client_configuration=config)  # type: ignore[no-untyped-call]
         except kubernetes.config.ConfigException:
-            api = kubernetes.config.new_client_from_config()  # type: ignore[no-untyped-call]
-        return cls(api)
+            kubernetes.config.load_kube_config(client_configuration=config)  # type: ignore[no-untyped-call]
+        # One pooled connection per worker thread: the default (5 per core) made the
+        # threads open new TLS connections all the time (docs/benchmarks.md).
+        config.connection_pool_maxsize = workers
+        return cls(kubernetes.client.ApiClient(config), workers=workers)
 
     async def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

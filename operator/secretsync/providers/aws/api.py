@@ -7,7 +7,6 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-import boto3
 from botocore import exceptions as botocore_exceptions
 
 from secretsync.errors import (
@@ -42,7 +41,7 @@ class Api(Generic[ClientT]):
         *,
         spec: AwsProvider,
         credentials: aws_credentials.Credentials,
-        make: Callable[[boto3.Session, AwsProvider], ClientT],
+        make: Callable[[aws_credentials.Credentials, AwsProvider], ClientT],
         observe: CallObserver,
     ) -> None:
         self._spec = spec
@@ -50,19 +49,16 @@ class Api(Generic[ClientT]):
         self._make = make
         self._observe = observe
         self._lock = asyncio.Lock()
-        self._session: boto3.Session | None = None
         self._client: ClientT | None = None
         self._sts: STSClient | None = None
         self._limit = asyncio.Semaphore(CONCURRENCY)
 
-    async def _build(self, make: Callable[[boto3.Session, AwsProvider], ResultT]) -> ResultT:
+    async def _build(
+        self, make: Callable[[aws_credentials.Credentials, AwsProvider], ResultT]
+    ) -> ResultT:
         """Build an SDK object off the event loop (the SDK reads its data files)."""
         try:
-            if self._session is None:
-                self._session = await asyncio.to_thread(
-                    aws_credentials.boto_session, self._credentials, self._spec
-                )
-            return await asyncio.to_thread(make, self._session, self._spec)
+            return await asyncio.to_thread(make, self._credentials, self._spec)
         except (botocore_exceptions.BotoCoreError, ValueError) as exc:
             # A malformed endpoint URL or region; the SDK's text would only repeat them.
             failure = ProviderConfigError(
@@ -121,7 +117,6 @@ class Api(Generic[ClientT]):
                 if close is not None:
                     await asyncio.to_thread(close)
             self._client = self._sts = None
-            self._session = None
 
 
 def chunks(items: Sequence[ItemT], size: int) -> Iterator[Sequence[ItemT]]:

@@ -8,7 +8,8 @@ store reads from where its spec says, whatever the operator's environment.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+import threading
+from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 from botocore import UNSIGNED
@@ -57,51 +58,67 @@ def _config(*, unsigned: bool = False) -> Config:
     return config.merge(Config(signature_version=UNSIGNED)) if unsigned else config
 
 
-def boto_session(credentials: Credentials, spec: AwsProvider) -> boto3.Session:
-    """A boto3 session signing with the credentials (not thread-safe: build clients from
-    it on one thread; the clients themselves are thread-safe)."""
-    if isinstance(credentials, AmbientCredentials):
-        return boto3.Session(region_name=spec.region)
-    return boto3.Session(
-        aws_access_key_id=credentials.access_key_id,
-        aws_secret_access_key=credentials.secret_access_key,
-        aws_session_token=credentials.session_token,
-        region_name=spec.region,
-    )
+# One boto3 Session per region for the whole process. Each Session has its own botocore
+# loader, which parses the service models and endpoint rules again: about 8.6 MiB per
+# identity when every identity had its own (measured by `make bench`, docs/benchmarks.md).
+# Clients built from the shared Session sign with the keys passed to them; a client
+# without keys uses the default (ambient) chain. Sessions are not thread-safe, so
+# clients are built under a lock; clients themselves are.
+_SESSIONS: dict[str, boto3.Session] = {}
+_SESSIONS_LOCK = threading.Lock()
 
 
-def sts_client(session: boto3.Session, spec: AwsProvider) -> STSClient:
+def _client(
+    service: str, credentials: Credentials, spec: AwsProvider, *, unsigned: bool = False
+) -> Any:
+    keys: dict[str, Any] = {}
+    if isinstance(credentials, AwsCredentials) and not unsigned:
+        keys = {
+            "aws_access_key_id": credentials.access_key_id,
+            "aws_secret_access_key": credentials.secret_access_key,
+            "aws_session_token": credentials.session_token,
+        }
+    with _SESSIONS_LOCK:
+        session = _SESSIONS.get(spec.region)
+        if session is None:
+            session = _SESSIONS[spec.region] = boto3.Session(region_name=spec.region)
+        return session.client(  # type: ignore[call-overload]  # service is a str here
+            service,
+            endpoint_url=spec.endpoint,
+            region_name=spec.region,
+            config=_config(unsigned=unsigned),
+            **keys,
+        )
+
+
+def ambient_available(spec: AwsProvider) -> bool:
+    """Whether the default credential chain finds credentials for the operator itself."""
+    # A fresh Session: the shared one caches what the chain found the first time.
+    return boto3.Session(region_name=spec.region).get_credentials() is not None
+
+
+def sts_client(credentials: Credentials, spec: AwsProvider) -> STSClient:
     """An STS client for the store's endpoint and region."""
-    return session.client(
-        "sts", endpoint_url=spec.endpoint, region_name=spec.region, config=_config()
-    )
+    return cast("STSClient", _client("sts", credentials, spec))
 
 
 def unsigned_sts_client(spec: AwsProvider) -> STSClient:
     """An STS client that signs nothing: AssumeRoleWithWebIdentity needs no credentials,
     and an unsigned client cannot pick up the operator's own by accident."""
-    return boto3.Session(region_name=spec.region).client(
-        "sts", endpoint_url=spec.endpoint, region_name=spec.region, config=_config(unsigned=True)
-    )
+    return cast("STSClient", _client("sts", AMBIENT, spec, unsigned=True))
 
 
-def secretsmanager_client(session: boto3.Session, spec: AwsProvider) -> SecretsManagerClient:
+def secretsmanager_client(credentials: Credentials, spec: AwsProvider) -> SecretsManagerClient:
     """A Secrets Manager client for the store's endpoint and region."""
-    return session.client(
-        "secretsmanager", endpoint_url=spec.endpoint, region_name=spec.region, config=_config()
-    )
+    return cast("SecretsManagerClient", _client("secretsmanager", credentials, spec))
 
 
-def ssm_client(session: boto3.Session, spec: AwsProvider) -> SSMClient:
+def ssm_client(credentials: Credentials, spec: AwsProvider) -> SSMClient:
     """An SSM client for the store's endpoint and region."""
-    return session.client(
-        "ssm", endpoint_url=spec.endpoint, region_name=spec.region, config=_config()
-    )
+    return cast("SSMClient", _client("ssm", credentials, spec))
 
 
-def sqs_client(session: boto3.Session, spec: AwsProvider) -> SQSClient:
+def sqs_client(credentials: Credentials, spec: AwsProvider) -> SQSClient:
     """An SQS client for the store's endpoint and region (its event queue; a long poll of
     20 s stays within the read timeout)."""
-    return session.client(
-        "sqs", endpoint_url=spec.endpoint, region_name=spec.region, config=_config()
-    )
+    return cast("SQSClient", _client("sqs", credentials, spec))

@@ -143,7 +143,7 @@ async def _assume_role(
     spec: AwsProvider, creds: aws_credentials.Credentials, role: str, session_name: str
 ) -> tuple[aws_credentials.AwsCredentials, float]:
     def call() -> CredentialsTypeDef:
-        sts = aws_credentials.sts_client(aws_credentials.boto_session(creds, spec), spec)
+        sts = aws_credentials.sts_client(creds, spec)
         try:
             return sts.assume_role(RoleArn=role, RoleSessionName=session_name)["Credentials"]
         finally:
@@ -156,10 +156,7 @@ async def _require_ambient(spec: AwsProvider) -> None:
     """Fail at login, not at the first read, when the operator has no identity of its own."""
 
     def resolve() -> bool:
-        return (
-            aws_credentials.boto_session(aws_credentials.AMBIENT, spec).get_credentials()
-            is not None
-        )
+        return aws_credentials.ambient_available(spec)
 
     if not await _sts_call("default credential chain", None, resolve):
         raise ProviderAuthError(
