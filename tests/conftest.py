@@ -9,7 +9,6 @@ nothing is ever skipped for it.
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,28 +17,15 @@ from typing import Any
 import kubernetes
 import pytest
 
-from harness import devenv
-from harness.processes import EnvError, Processes, free_port
+from harness import devenv, sessions
+from harness.processes import free_port
 
 
 @pytest.fixture(scope="session")
 def env() -> Iterator[devenv.DevEnv]:
-    reuse = os.environ.get("SECRETSYNC_DEVENV_DIR")
-    if reuse:
-        state = Path(reuse) / "devenv.json"
-        if not state.exists() or not any(s.alive() for s in Processes.load(Path(reuse)).started):
-            pytest.fail(f"SECRETSYNC_DEVENV_DIR={reuse} holds no running environment")
-        yield devenv.DevEnv.from_json(state.read_text())
-        return
-    run_dir = devenv.REPO / ".devenv" / f"pytest-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-    try:
-        environment, procs = devenv.start(run_dir)
-    except EnvError as exc:
-        pytest.fail(f"the local environment did not start: {exc}", pytrace=False)
-    try:
-        yield environment
-    finally:
-        procs.stop_all()
+    yield from sessions.environment(
+        reuse_variable="SECRETSYNC_DEVENV_DIR", prefix="pytest", what="local environment"
+    )
 
 
 @pytest.fixture(scope="session")

@@ -15,32 +15,17 @@ status (its dataHash is keyed with the release's own state key).
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from harness import devenv
-from harness.processes import EnvError, Processes
+from harness import devenv, sessions
 
 
 @pytest.fixture(scope="session")
 def delivery_env() -> Iterator[devenv.DevEnv]:
-    reuse = os.environ.get("SECRETSYNC_DELIVERY_DEVENV_DIR")
-    if reuse:
-        state = Path(reuse) / "devenv.json"
-        if not state.exists() or not any(s.alive() for s in Processes.load(Path(reuse)).started):
-            pytest.fail(f"SECRETSYNC_DELIVERY_DEVENV_DIR={reuse} holds no running environment")
-        yield devenv.DevEnv.from_json(state.read_text())
-        return
-    run_dir = devenv.REPO / ".devenv" / f"delivery-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-    try:
-        environment, procs = devenv.start(run_dir)
-    except EnvError as exc:
-        pytest.fail(f"the delivery environment did not start: {exc}", pytrace=False)
-    try:
-        yield environment
-    finally:
-        procs.stop_all()
+    yield from sessions.environment(
+        reuse_variable="SECRETSYNC_DELIVERY_DEVENV_DIR",
+        prefix="delivery",
+        what="delivery environment",
+    )

@@ -11,6 +11,7 @@ import pytest
 
 from harness import kube
 from harness.devenv import DevEnv
+from harness.operator import ensure_state_namespace
 from harness.processes import free_port, http_ok
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("crds")]
@@ -19,6 +20,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("crds")]
 def test_secretsync_run_watches_the_namespace_and_serves_health_and_metrics(
     env: DevEnv, namespace: str, tmp_path: Path
 ) -> None:
+    ensure_state_namespace(env)  # where the operator keeps its key: needed to start
     health, metrics = free_port(), free_port()
     log = tmp_path / "operator.log"
     with log.open("wb") as out:
