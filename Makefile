@@ -18,6 +18,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 tools:
 	bash tools/build.sh >/dev/null
 
+## flux-tools: build (or find cached) Flux's source-controller, kustomize-controller and
+## tools/flux/kstatus, with the Flux CRDs (tests/integration/test_flux.py)
+.PHONY: flux-tools
+flux-tools:
+	bash tools/flux/build.sh >/dev/null
+
 ## test: every test, against a local control plane, OpenBao and moto started for the run
 test: setup tools
 	$(PY) -m pytest
@@ -45,6 +51,13 @@ manifests: setup tools
 ## image-check: install the wheel into a fresh virtualenv as the image does, run it; hadolint
 image-check: setup
 	PYTHON=$(PY) HADOLINT=$(VENV)/bin/hadolint sh tools/image/check.sh
+
+## image: build the operator's image from the Dockerfile with buildah (no Docker daemon; root),
+## check it and export it for the local node (tools/image/build.sh; packages:
+## tools/node/install-debs.sh)
+.PHONY: image
+image:
+	bash tools/image/build.sh
 
 ## demo: the product end to end on the local environment (or SECRETSYNC_TEST_KUBECONFIG's cluster)
 demo: setup tools

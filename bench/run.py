@@ -214,13 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with environment(run_dir) as env:
             env.kubectl("apply", "-f", str(REPO / "crds"))
-            env.kubectl(
-                "wait",
-                "--for=condition=Established",
-                "--timeout=60s",
-                "crd/secretsyncs.secretsync.io",
-                "crd/secretstores.secretsync.io",
-            )
+            env.wait_established("secretsyncs.secretsync.io", "secretstores.secretsync.io")
             world = connect(env, out, origin)
             world.operator_source = args.operator_source
             if args.operator_source:

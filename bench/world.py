@@ -20,11 +20,11 @@ import boto3
 import kubernetes
 import yaml
 
-from bench.audit import BENCH_AGENT, AuditLog
 from bench.monitor import Monitor
 from bench.watch import ClusterWatch, Key
 from harness import devenv, kube, scenario
 from harness import operator as op
+from harness.audit import BENCH_AGENT, AuditLog
 from harness.awsproxy import AwsRecordingProxy, Call
 from harness.processes import Processes
 

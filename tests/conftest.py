@@ -38,13 +38,10 @@ def api(env: devenv.DevEnv) -> Any:
 def crds(env: devenv.DevEnv) -> None:
     """The CRDs applied with the built kubectl, and established."""
     env.kubectl("apply", "-f", str(devenv.REPO / "crds"))
-    env.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/secretsyncs.secretsync.io",
-        "crd/secretstores.secretsync.io",
-        "crd/clustersecretstores.secretsync.io",
+    env.wait_established(
+        "secretsyncs.secretsync.io",
+        "secretstores.secretsync.io",
+        "clustersecretstores.secretsync.io",
     )
 
 

@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # Builds the local control plane's binaries from the Go module proxy:
-# kube-apiserver, kube-controller-manager, kubectl, etcd and helm.
+# kube-apiserver, kube-controller-manager, kubectl, etcd and helm; with --node
+# also what the one-node environment runs (tests/harness/node.py): kubelet and
+# kube-scheduler (same wrapper module and release as the control plane),
+# containerd with its runc shim and ctr, and the Pod sandbox program (tools/pause).
+#
+#   tools/build.sh [--node]
 #
 # Each tool lands in $SECRETSYNC_CACHE/bin/<tool>-<version>/ (default
 # ~/.cache/secretsync), outside the repository and keyed by version, so a warm
@@ -8,6 +13,13 @@
 # their defaults (also outside the repository). Prints the bin directory of
 # each tool, one `NAME=DIR` line per tool, on stdout; progress goes to stderr.
 set -euo pipefail
+
+node=0
+case "${1:-}" in
+  "") ;;
+  --node) node=1 ;;
+  *) echo "usage: tools/build.sh [--node]" >&2; exit 2 ;;
+esac
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache="${SECRETSYNC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/secretsync}"
@@ -66,3 +78,29 @@ build kubernetes kube "$kube_dir" "$kube_ldflags" "kube-apiserver kube-controlle
 echo "KUBE_BIN=$kube_dir"
 echo "ETCD_BIN=$etcd_dir"
 echo "HELM_BIN=$helm_dir"
+
+[ "$node" = 1 ] || exit 0
+
+# The node's programs go into folders of their own, so that adding them never
+# invalidates (and rebuilds) the control plane's cached folder above.
+containerd_version="$(pinned containerd github.com/containerd/containerd/v2)"
+kube_node_dir="$cache/bin/kube-node-$kube_version"
+containerd_dir="$cache/bin/containerd-$containerd_version"
+build kube-node kube "$kube_node_dir" "$kube_ldflags" "kubelet kube-scheduler" \
+  k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-scheduler
+# containerd 2.x rather than Debian's 1.6: kubelet 1.36 warns that 1.37 drops 1.6.
+# Without cgo the btrfs snapshotter is left out (its build tag needs cgo); the
+# overlayfs snapshotter this environment uses is pure Go.
+ctrd=github.com/containerd/containerd/v2
+build containerd containerd "$containerd_dir" \
+  "-s -w -X $ctrd/version.Version=$containerd_version -X $ctrd/version.Revision=proxy-$containerd_version" \
+  "containerd containerd-shim-runc-v2 ctr" \
+  "$ctrd/cmd/containerd" "$ctrd/cmd/containerd-shim-runc-v2" "$ctrd/cmd/ctr"
+
+# The sandbox program is our own source: keyed by its content rather than a release.
+pause_dir="$cache/bin/pause-$(cat "$here/pause/go.mod" "$here/pause/main.go" | sha256sum | cut -c1-12)"
+build pause pause "$pause_dir" "-s -w" pause secretsync.io/tools/pause
+
+echo "KUBE_NODE_BIN=$kube_node_dir"
+echo "CONTAINERD_BIN=$containerd_dir"
+echo "PAUSE_BIN=$pause_dir"

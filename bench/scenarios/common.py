@@ -9,9 +9,9 @@ from typing import Any
 
 import psutil
 
-from bench.audit import writes
 from bench.monitor import Monitor
 from bench.world import World
+from harness.audit import writes
 
 
 def percentile(values: Sequence[float], q: float) -> float:

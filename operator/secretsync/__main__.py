@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import logging
 import os
+import socket
 import sys
 import time
 from collections.abc import Sequence
 
 import kopf
 
-from secretsync import __version__, audit, config, handlers, logs
+from secretsync import __version__, audit, config, handlers, logs, probes
+from secretsync.engine import state
+from secretsync.engine.health import Health
 from secretsync.errors import ConfigError
+from secretsync.kube import Kube
 from secretsync.metrics import Metrics
 
 logger = logging.getLogger("secretsync")
@@ -67,23 +72,57 @@ async def _run(cfg: config.OperatorConfig) -> None:
     metrics = Metrics()
     if cfg.metrics_port:
         metrics.serve(cfg.metrics_port)
-    liveness = f"http://0.0.0.0:{cfg.health_port}/healthz" if cfg.health_port else None
-    settings = kopf.OperatorSettings()
-    # The CRDs are installed before the operator starts (Helm's crds/, the kustomize base),
-    # and the namespaces are the exact names given; so kopf need not list or watch
-    # CustomResourceDefinitions or Namespaces, and the RBAC grants neither.
-    settings.scanning.disabled = True
-    await kopf.operator(
-        registry=handlers.build_registry(cfg),
-        settings=settings,
-        clusterwide=cfg.clusterwide,
-        namespaces=cfg.namespaces,
-        standalone=cfg.peering is None,
-        peering_name=cfg.peering,
-        priority=_peering_priority(),
-        liveness_endpoint=liveness,
-        memo=kopf.Memo(config=cfg, metrics=metrics),
-    )
+    kube = Kube.connect()
+    try:
+        # Before kopf starts: a missing state namespace is one clear line, not a crash.
+        key = await state.hmac_key(kube, cfg.state_namespace)
+        health = Health(
+            kube=kube,
+            engine=None,
+            namespaces=cfg.namespaces,
+            label_selector=handlers.MANAGED_SELECTOR,
+        )
+        server = await probes.start(health, port=cfg.health_port) if cfg.health_port else None
+        settings = kopf.OperatorSettings()
+        handlers.configure_settings(settings)
+        identity, priority = _peering_identity(), _peering_priority()
+        try:
+            await kopf.operator(
+                registry=handlers.build_registry(cfg),
+                settings=settings,
+                clusterwide=cfg.clusterwide,
+                namespaces=cfg.namespaces,
+                standalone=cfg.peering is None,
+                peering_name=cfg.peering,
+                # kopf types it as its own NewType of str, which it does not export.
+                identity=identity,  # type: ignore[arg-type]
+                priority=priority,
+                memo=kopf.Memo(
+                    config=cfg,
+                    metrics=metrics,
+                    kube=kube,
+                    hmac_key=key,
+                    health=health,
+                    identity=identity,
+                    priority=priority,
+                ),
+            )
+        finally:
+            if server is not None:
+                await probes.stop(server)
+    finally:
+        await kube.close()
+
+
+def _peering_identity() -> str:
+    """This replica's name in the peering object: the Pod's name (POD_ID, as kopf reads
+    it), else user@host and a start stamp. Chosen here rather than by kopf so that the
+    engine's peering monitor knows which entry is its own."""
+    pod = os.environ.get("POD_ID")
+    if pod:
+        return pod
+    stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
+    return f"{getpass.getuser()}@{socket.gethostname()}/{stamp}/{os.getpid()}"
 
 
 def _peering_priority() -> int:
@@ -104,7 +143,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     logs.configure(log_format=cfg.log_format, level=cfg.log_level)
     audit.configure()
-    asyncio.run(_run(cfg))
+    try:
+        asyncio.run(_run(cfg))
+    except ConfigError as exc:
+        print(f"secretsync: {exc}", file=sys.stderr)  # noqa: T201 - one line, then exit 2
+        return 2
     return 0
 
 

@@ -5,7 +5,8 @@
     SecretSyncError
     ├── ConfigError                  a resource or the command line is wrong; retrying won't help
     ├── KubeError                    the Kubernetes API refused or failed a call
-    │   └── KubeNotFoundError
+    │   ├── KubeNotFoundError
+    │   └── KubeForbiddenError       the operator's identity may not do that (RBAC, 401/403)
     └── ProviderError                a secret manager call failed
         ├── SecretNotFoundError      the remote secret does not exist (drives deletionPolicy)
         ├── ProviderAuthError        login or credentials refused
@@ -33,6 +34,10 @@ class KubeNotFoundError(KubeError):
     """The object asked for does not exist."""
 
 
+class KubeForbiddenError(KubeError):
+    """The apiserver refused the operator's identity (401) or its RBAC forbids the call (403)."""
+
+
 class ProviderError(SecretSyncError):
     """A secret manager call failed."""
 
@@ -54,4 +59,12 @@ class ProviderConfigError(ProviderError):
 
 
 class ProviderUnavailableError(ProviderError):
-    """The provider is down or throttling; the call may succeed later."""
+    """The provider is down or throttling; the call may succeed later.
+
+    `retry_after` is how many seconds the provider (a `Retry-After` header) or the
+    identity's open circuit asks callers to wait, when known.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

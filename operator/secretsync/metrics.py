@@ -89,6 +89,31 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.active = prometheus_client.Gauge(
+            "secretsync_active",
+            "1 while this replica acts, 0 while it stands by for another (peering).",
+            registry=self.registry,
+        )
+        self.status_retries_pending = prometheus_client.Gauge(
+            "secretsync_status_writes_pending",
+            "Status writes that failed and wait for their retry.",
+            registry=self.registry,
+        )
+        self.tracked = prometheus_client.Gauge(
+            "secretsync_tracked",
+            "What the operator keeps in memory, by kind (secretsyncs, stores, sessions, "
+            "clients, budgets, schedule): flat when objects come and go.",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.circuits_open = prometheus_client.Gauge(
+            "secretsync_provider_circuits_open",
+            "Identities whose calls to a provider endpoint are paused after throttling or "
+            "failures (open or half-open circuits), by provider.",
+            ["provider"],
+            registry=self.registry,
+        )
+
     def serve(self, port: int) -> None:
         """Expose /metrics on the port, in a background thread."""
         prometheus_client.start_http_server(port, registry=self.registry)

@@ -1,4 +1,5 @@
-"""The local environment: etcd, kube-apiserver, kube-controller-manager, OpenBao, moto.
+"""The local environment: etcd, kube-apiserver, kube-controller-manager, OpenBao, moto,
+and on request a node that runs real Pods (harness/node.py).
 
 One module serves the tests (a session fixture) and the demo (`make devenv-up`,
 `make demo`). Every port is chosen free at start, every program logs into the
@@ -11,8 +12,8 @@ and moto still run here.
 
 Command line (from the repository root)::
 
-    python -m harness.devenv up   [--dir .devenv]   # start, write .devenv/env, return
-    python -m harness.devenv down [--dir .devenv]   # stop what `up` started
+    python -m harness.devenv up   [--dir .devenv] [--node]   # start, write .devenv/env, return
+    python -m harness.devenv down [--dir .devenv]            # stop what `up` started
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import base64
 import dataclasses
+import functools
 import json
 import os
 import secrets
@@ -36,6 +38,7 @@ import kubernetes
 import yaml
 
 from harness import kube, pki
+from harness import node as local_node
 from harness.processes import EnvError, Processes, free_port, http_ok, log_tail
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,6 +51,7 @@ ETCD_TIMEOUT = 60.0
 APISERVER_TIMEOUT = 180.0
 CONTROLLER_TIMEOUT = 120.0
 SERVICE_TIMEOUT = 60.0
+IMAGE_BUILD_TIMEOUT = 900.0  # a cold `make image` debootstraps its stand-in base
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -57,6 +61,7 @@ class Binaries:
     kube: Path  # kube-apiserver, kube-controller-manager, kubectl
     etcd: Path
     helm: Path
+    node: local_node.NodeBinaries | None = None  # built only when a node is asked for
 
     @property
     def kubectl(self) -> Path:
@@ -67,10 +72,10 @@ class Binaries:
         return self.helm / "helm"
 
 
-def build_binaries() -> Binaries:
+def build_binaries(*, with_node: bool = False) -> Binaries:
     """Build (or find cached) the Go programs; see tools/build.sh."""
     proc = subprocess.run(
-        ["bash", str(REPO / "tools" / "build.sh")],
+        ["bash", str(REPO / "tools" / "build.sh"), *(["--node"] if with_node else [])],
         capture_output=True,
         text=True,
         check=False,
@@ -78,9 +83,37 @@ def build_binaries() -> Binaries:
     if proc.returncode != 0:
         raise EnvError(f"tools/build.sh failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     dirs = dict(line.split("=", 1) for line in proc.stdout.split())
+    node_binaries = None
+    if with_node:
+        node_binaries = local_node.NodeBinaries(
+            kube_node=Path(dirs["KUBE_NODE_BIN"]),
+            containerd=Path(dirs["CONTAINERD_BIN"]),
+            pause=Path(dirs["PAUSE_BIN"]),
+        )
     return Binaries(
-        kube=Path(dirs["KUBE_BIN"]), etcd=Path(dirs["ETCD_BIN"]), helm=Path(dirs["HELM_BIN"])
+        kube=Path(dirs["KUBE_BIN"]),
+        etcd=Path(dirs["ETCD_BIN"]),
+        helm=Path(dirs["HELM_BIN"]),
+        node=node_binaries,
     )
+
+
+@functools.cache
+def build_image() -> tuple[str, Path]:
+    """Build (or find cached) the operator's image; see tools/image/build.sh (`make image`).
+    Returns its reference and the docker-archive the node imports. Once per process: the
+    tree does not change under a running test session."""
+    proc = subprocess.run(
+        ["bash", str(REPO / "tools" / "image" / "build.sh")],
+        capture_output=True,
+        text=True,
+        timeout=IMAGE_BUILD_TIMEOUT,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise EnvError(f"tools/image/build.sh failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    out = dict(line.split("=", 1) for line in proc.stdout.split())
+    return out["IMAGE"], Path(out["ARCHIVE"])
 
 
 def _venv_bin(name: str) -> str:
@@ -106,6 +139,8 @@ class DevEnv:
     aws_endpoint: str
     # kube-apiserver's audit log (JSON lines), when start(audit=True) turned it on.
     audit_log: Path | None = None
+    # The node that runs Pods, when start(node=True) started one.
+    node: local_node.Node | None = None
 
     def exports(self) -> dict[str, str]:
         """Environment variables a shell, the operator or a test needs to reach it."""
@@ -121,6 +156,15 @@ class DevEnv:
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": AWS_REGION,
             "AWS_REGION": AWS_REGION,
+            **(
+                {
+                    "SECRETSYNC_NODE_IMAGES": " ".join(self.node.images),
+                    "SECRETSYNC_POD_VAULT_ADDR": self.node.pod_vault_addr,
+                    "SECRETSYNC_POD_AWS_ENDPOINT": self.node.pod_aws_endpoint,
+                }
+                if self.node
+                else {}
+            ),
         }
 
     def env_file_text(self) -> str:
@@ -142,6 +186,22 @@ class DevEnv:
             self.binaries.kubectl, self.kubeconfig, *args, input_text=input_text, check=check
         )
 
+    def wait_established(self, *crds: str, timeout: float = 60) -> None:
+        """Wait until the CRDs are Established. `kubectl wait` fails at once, instead of
+        waiting, when a CRD created a moment ago has no conditions yet: retried."""
+        names = [f"crd/{name}" for name in crds]
+        kube.eventually(
+            lambda: (
+                self.kubectl(
+                    "wait", "--for=condition=Established", "--timeout=10s", *names, check=False
+                ).returncode
+                == 0
+            ),
+            timeout=timeout,
+            what=f"CRDs {', '.join(crds)} to be Established",
+            interval=0.5,
+        )
+
     def to_json(self) -> str:
         data = dataclasses.asdict(self)
         data["api_ca_pem"] = self.api_ca_pem.decode()
@@ -152,10 +212,20 @@ class DevEnv:
         data = json.loads(text)
         b = data.pop("binaries")
         audit_log = data.pop("audit_log", None)
+        node_data = data.pop("node", None)
+        node_binaries = b.get("node")
         return cls(
             run_dir=Path(data.pop("run_dir")),
             audit_log=Path(audit_log) if audit_log else None,
-            binaries=Binaries(kube=Path(b["kube"]), etcd=Path(b["etcd"]), helm=Path(b["helm"])),
+            binaries=Binaries(
+                kube=Path(b["kube"]),
+                etcd=Path(b["etcd"]),
+                helm=Path(b["helm"]),
+                node=local_node.NodeBinaries(**{k: Path(v) for k, v in node_binaries.items()})
+                if node_binaries
+                else None,
+            ),
+            node=local_node.Node.from_dict(node_data) if node_data else None,
             kubeconfig=Path(data.pop("kubeconfig")),
             api_ca_pem=data.pop("api_ca_pem").encode(),
             **data,
@@ -234,8 +304,29 @@ def _audit_flags(run_dir: Path) -> list[str]:
     ]
 
 
+# What kube-controller-manager runs: owner-reference garbage collection, namespace
+# deletion, default ServiceAccounts and kube-root-ca.crt always; with a node also what
+# Deployments, Services and the Node itself need (without node-lifecycle the Node keeps
+# its not-ready taint and nothing is ever scheduled).
+CONTROLLERS = (
+    "garbage-collector-controller",
+    "namespace-controller",
+    "serviceaccount-controller",
+    "root-ca-certificate-publisher-controller",
+)
+NODE_CONTROLLERS = (
+    "deployment-controller",
+    "replicaset-controller",
+    "endpointslice-controller",
+    "node-lifecycle-controller",
+    "taint-eviction-controller",
+    "disruption-controller",
+    "pod-garbage-collector-controller",
+)
+
+
 def _start_control_plane(
-    procs: Processes, binaries: Binaries, *, audit: bool = False
+    procs: Processes, binaries: Binaries, *, audit: bool = False, with_node: bool = False
 ) -> tuple[Path, str, bytes]:
     run_dir = procs.run_dir
     keys = pki.create(run_dir / "pki")
@@ -279,6 +370,12 @@ def _start_control_plane(
             f"--service-account-signing-key-file={keys.sa_private}",
             "--service-cluster-ip-range=10.0.0.0/24",
             "--allow-privileged=true",
+            # How the apiserver authenticates to a node's kubelet (logs, exec): the admin
+            # certificate, which the kubelet's client CA signed.
+            f"--kubelet-client-certificate={keys.admin_cert}",
+            f"--kubelet-client-key={keys.admin_key}",
+            # The node registers under a name no resolver knows; its address is what works.
+            "--kubelet-preferred-address-types=InternalIP",
             *(_audit_flags(run_dir) if audit else []),
         ],
     )
@@ -297,8 +394,7 @@ def _start_control_plane(
         [
             str(binaries.kube / "kube-controller-manager"),
             f"--kubeconfig={kubeconfig}",
-            "--controllers=garbage-collector-controller,namespace-controller,"
-            "serviceaccount-controller,root-ca-certificate-publisher-controller",
+            "--controllers=" + ",".join((*CONTROLLERS, *(NODE_CONTROLLERS if with_node else ()))),
             f"--root-ca-file={keys.serving_ca}",
             "--leader-elect=false",
             "--secure-port=0",
@@ -420,29 +516,56 @@ def _start_moto(procs: Processes) -> str:
 # --- start and stop ---------------------------------------------------------------------------
 
 
-def start(run_dir: Path, *, audit: bool = False) -> tuple[DevEnv, Processes]:
+def start(run_dir: Path, *, audit: bool = False, node: bool = False) -> tuple[DevEnv, Processes]:
     """Start everything; on failure stop what did start and raise with the culprit's log.
 
     `audit=True` turns on kube-apiserver's audit log (metadata of the requests on
     Secrets, Events, ServiceAccounts, workloads and secretsync.io objects) in
-    <run_dir>/audit.log; it has no effect on an external cluster."""
+    <run_dir>/audit.log; it has no effect on an external cluster.
+
+    `node=True` also starts a node that runs real Pods (harness/node.py) with the
+    operator's image (`make image`) imported; it needs root, the Debian packages of
+    tools/node/install-debs.sh and the local control plane. Stop it with `stop`."""
     run_dir.mkdir(parents=True, exist_ok=True)
     procs = Processes(run_dir)
+    with_node = node
+    started_node = None
     try:
-        binaries = build_binaries()
         external = os.environ.get(EXTERNAL_KUBECONFIG)
+        if with_node and external:
+            raise EnvError(
+                f"a local node needs the local control plane; unset {EXTERNAL_KUBECONFIG}"
+            )
+        if with_node:
+            local_node.preflight()
+        binaries = build_binaries(with_node=with_node)
+        # Before anything starts: a broken image build fails the start at once.
+        image = build_image() if with_node else None
         if external:
             kubeconfig = Path(external)
             server, ca_pem = _external_cluster(kubeconfig)
         else:
-            kubeconfig, server, ca_pem = _start_control_plane(procs, binaries, audit=audit)
+            kubeconfig, server, ca_pem = _start_control_plane(
+                procs, binaries, audit=audit, with_node=with_node
+            )
         aws_endpoint = _start_moto(procs)
         vault_addr, vault_token = _start_openbao(procs)
         _configure_kubernetes_auth(
             vault_addr, vault_token, api=kube.client(kubeconfig), server=server, ca_pem=ca_pem
         )
+        if binaries.node is not None and image is not None:
+            started_node = local_node.start(
+                procs,
+                binaries=binaries.node,
+                kubeconfig=kubeconfig,
+                api_server=server,
+                client_ca=run_dir / "pki" / "client-ca.crt",
+                vault_addr=vault_addr,
+                aws_endpoint=aws_endpoint,
+                image_archives=[image],
+            )
     except BaseException:
-        procs.stop_all()
+        stop(procs)
         raise
     env = DevEnv(
         run_dir=run_dir,
@@ -455,9 +578,20 @@ def start(run_dir: Path, *, audit: bool = False) -> tuple[DevEnv, Processes]:
         vault_token=vault_token,
         aws_endpoint=aws_endpoint,
         audit_log=run_dir / "audit.log" if audit and not external else None,
+        node=started_node,
     )
     (run_dir / "devenv.json").write_text(env.to_json())
     return env, procs
+
+
+def stop(procs: Processes) -> None:
+    """Stop what `start` started: the node first (it undoes what its record in the run
+    folder lists, which `start` wrote before making it), then every program."""
+    try:
+        if local_node.has_record(procs.run_dir):
+            local_node.teardown(procs.run_dir, procs)
+    finally:
+        procs.stop_all()
 
 
 def logs_summary(procs: Processes) -> str:
@@ -465,7 +599,7 @@ def logs_summary(procs: Processes) -> str:
     return "\n".join(f"--- {s.name} ({s.log}) ---\n{log_tail(s.log)}" for s in procs.started)
 
 
-def up(directory: Path, *, audit: bool = False) -> int:
+def up(directory: Path, *, audit: bool = False, node: bool = False) -> int:
     """`make devenv-up`: start in the background, write <dir>/env, return."""
     if (directory / "processes.json").exists() and any(
         s.alive() for s in Processes.load(directory).started
@@ -473,7 +607,7 @@ def up(directory: Path, *, audit: bool = False) -> int:
         print(f"devenv: already running; `source {directory}/env` or `make devenv-down`")
         return 0
     begun = time.monotonic()
-    env, procs = start(directory, audit=audit)
+    env, procs = start(directory, audit=audit, node=node)
     (directory / "env").write_text(env.env_file_text())
     names = ", ".join(s.name for s in procs.started)
     print(f"devenv: {names} up in {time.monotonic() - begun:.0f}s; logs in {directory}")
@@ -485,7 +619,7 @@ def down(directory: Path) -> int:
     """`make devenv-down`: stop exactly what `up` started."""
     procs = Processes.load(directory)
     names = [s.name for s in procs.started if s.alive()]
-    procs.stop_all()
+    stop(procs)
     (directory / "env").unlink(missing_ok=True)
     print(f"devenv: stopped {', '.join(names) or 'nothing (not running)'}")
     return 0
@@ -500,10 +634,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="up: turn on kube-apiserver's audit log (<dir>/audit.log)",
     )
+    parser.add_argument(
+        "--node",
+        action="store_true",
+        help="up: also start a node that runs Pods (root; tools/node/install-debs.sh)",
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
-            return up(args.dir.resolve(), audit=args.audit)
+            return up(args.dir.resolve(), audit=args.audit, node=args.node)
         return down(args.dir.resolve())
     except EnvError as exc:
         print(f"devenv: {exc}", file=sys.stderr)

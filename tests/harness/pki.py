@@ -13,6 +13,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 VALIDITY = datetime.timedelta(days=7)
+# The `kubernetes` Service's ClusterIP: the first address of --service-cluster-ip-range.
+SERVICE_IP = "10.0.0.1"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -106,8 +108,16 @@ def _leaf(
             x509.SubjectAlternativeName(
                 [
                     x509.DNSName("localhost"),
+                    # The names and the Service IP (the first of devenv's
+                    # --service-cluster-ip-range) by which Pods on the local node reach
+                    # the apiserver (harness/node.py): kopf logs in by name, the
+                    # kubernetes client's in-cluster config by KUBERNETES_SERVICE_HOST.
+                    x509.DNSName("kubernetes"),
+                    x509.DNSName("kubernetes.default"),
                     x509.DNSName("kubernetes.default.svc"),
+                    x509.DNSName("kubernetes.default.svc.cluster.local"),
                     x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    x509.IPAddress(ipaddress.ip_address(SERVICE_IP)),
                 ]
             ),
             critical=False,

@@ -15,7 +15,9 @@ from harness import devenv
 from harness.processes import EnvError, Processes
 
 
-def environment(*, reuse_variable: str, prefix: str, what: str) -> Iterator[devenv.DevEnv]:
+def environment(
+    *, reuse_variable: str, prefix: str, what: str, audit: bool = False
+) -> Iterator[devenv.DevEnv]:
     """Yield the environment (for `yield from` in a session fixture)."""
     reuse = os.environ.get(reuse_variable)
     if reuse:
@@ -26,10 +28,10 @@ def environment(*, reuse_variable: str, prefix: str, what: str) -> Iterator[deve
         return
     run_dir = devenv.REPO / ".devenv" / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     try:
-        started, procs = devenv.start(run_dir)
+        started, procs = devenv.start(run_dir, audit=audit)
     except EnvError as exc:
         pytest.fail(f"the {what} did not start: {exc}", pytrace=False)
     try:
         yield started
     finally:
-        procs.stop_all()
+        devenv.stop(procs)

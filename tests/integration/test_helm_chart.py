@@ -157,15 +157,13 @@ def _capture(name: str, expected: str, obj: dict[str, Any]) -> None:
 
 def test_helm_install_creates_the_crds_and_every_operator_object(release: Release) -> None:
     env = release.env
-    env.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=30s",
-        "crd/secretsyncs.secretsync.io",
-        "crd/secretstores.secretsync.io",
-        "crd/clustersecretstores.secretsync.io",
-        "crd/clusterkopfpeerings.kopf.dev",
-        "crd/kopfpeerings.kopf.dev",
+    env.wait_established(
+        "secretsyncs.secretsync.io",
+        "secretstores.secretsync.io",
+        "clustersecretstores.secretsync.io",
+        "clusterkopfpeerings.kopf.dev",
+        "kopfpeerings.kopf.dev",
+        timeout=30,
     )
     listed = env.kubectl(
         "get",

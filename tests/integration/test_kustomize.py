@@ -29,9 +29,7 @@ CRDS = (
 
 
 def _established(env: DevEnv, *names: str) -> None:
-    env.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{n}" for n in names)
-    )
+    env.wait_established(*names)
 
 
 def _versions(env: DevEnv) -> dict[str, str]:

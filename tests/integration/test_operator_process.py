@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,3 +62,55 @@ def test_secretsync_run_watches_the_namespace_and_serves_health_and_metrics(
         proc.terminate()
         code = proc.wait(timeout=30)
     assert code == 0, log.read_text()
+
+
+def test_a_missing_state_namespace_is_one_clear_line_and_exit_status_2(env: DevEnv) -> None:
+    missing = f"nowhere-{os.getpid()}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "secretsync", "run", "--state-namespace", missing],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **env.exports()},
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines == [
+        f"secretsync: the state namespace {missing!r} does not exist; create it or pass "
+        f"--state-namespace (the operator keeps the key of status.dataHash in Secret "
+        f"{missing}/secretsync-state)"
+    ]
+
+
+def test_readyz_says_ready_and_active_when_the_api_answers(env: DevEnv, tmp_path: Path) -> None:
+    ensure_state_namespace(env)
+    health = free_port()
+    log = tmp_path / "operator.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "secretsync", "run", "--health-port", str(health)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env.exports()},
+        )
+    try:
+        report = kube.eventually(
+            lambda: _json(f"http://127.0.0.1:{health}/readyz"),
+            timeout=60,
+            what="/readyz to answer 200",
+        )
+        assert report == {"ready": True, "role": "active", "checks": {"api": "ok", "engine": "ok"}}
+        assert _json(f"http://127.0.0.1:{health}/healthz") == {"alive": True, "role": "active"}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _json(url: str) -> Any:
+    """The JSON body of a 200 answer, else None."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback
+            return json.loads(resp.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return None

@@ -33,7 +33,7 @@ from secretsync.errors import (
     ProviderUnavailableError,
     SecretNotFoundError,
 )
-from secretsync.models.remote import FindQuery, RemoteRef, RemoteValue
+from secretsync.models.remote import FindQuery, ObservingGate, RemoteRef, RemoteValue
 from secretsync.models.store import AwsProvider, ProviderSpec
 from secretsync.providers import registry
 from secretsync.providers.aws import AwsBackend, AwsCredentials
@@ -55,14 +55,12 @@ ROLE = f"arn:aws:iam::{ACCOUNT}:role/secretsync-test-reader"
 SENTINEL = "SENTINEL-d41d8cd98f00-value"
 
 
-class Calls:
-    """A CallObserver that remembers every (operation, outcome)."""
+class Calls(ObservingGate):
+    """A CallGate that remembers every (operation, outcome)."""
 
     def __init__(self) -> None:
         self.seen: list[tuple[str, str]] = []
-
-    def __call__(self, operation: str, outcome: str) -> None:
-        self.seen.append((operation, outcome))
+        super().__init__(lambda operation, outcome: self.seen.append((operation, outcome)))
 
 
 def spec(endpoint: str, service: Service = "SecretsManager", **fields: Any) -> AwsProvider:

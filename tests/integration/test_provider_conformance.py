@@ -22,7 +22,7 @@ import pytest
 from harness.devenv import DevEnv
 from harness.targets import ConformanceTarget
 from secretsync.errors import AccessDeniedError, ProviderError, SecretNotFoundError
-from secretsync.models.remote import FindQuery, RemoteRef, RemoteValue
+from secretsync.models.remote import FindQuery, ObservingGate, RemoteRef, RemoteValue
 from secretsync.providers.base import SecretsClient
 
 pytestmark = pytest.mark.integration
@@ -39,14 +39,12 @@ BATCH_CALLS = {
 T = TypeVar("T")
 
 
-class Calls:
-    """A CallObserver that remembers every (operation, outcome)."""
+class Calls(ObservingGate):
+    """A CallGate that remembers every (operation, outcome)."""
 
     def __init__(self) -> None:
         self.seen: list[tuple[str, str]] = []
-
-    def __call__(self, operation: str, outcome: str) -> None:
-        self.seen.append((operation, outcome))
+        super().__init__(lambda operation, outcome: self.seen.append((operation, outcome)))
 
     def count(self, operation: str) -> int:
         return sum(1 for op, _ in self.seen if op == operation)

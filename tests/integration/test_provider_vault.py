@@ -42,10 +42,13 @@ from secretsync.errors import (
     ProviderUnavailableError,
     SecretNotFoundError,
 )
-from secretsync.models.remote import FindQuery, RemoteRef, RemoteValue
+from secretsync.models.remote import FindQuery, ObservingGate, RemoteRef, RemoteValue
 from secretsync.models.store import VaultProvider
 from secretsync.providers.base import LoginMaterial, SecretsClient, Session
 from secretsync.providers.vault import VaultBackend
+
+# A gate that only lets calls through: these tests count calls where they need to.
+QUIET = ObservingGate(lambda operation, outcome: None)
 
 pytestmark = pytest.mark.integration
 
@@ -162,7 +165,7 @@ async def login_and_fetch(
     backend: VaultBackend, material: LoginMaterial, refs: list[RemoteRef]
 ) -> tuple[Session, dict[RemoteRef, RemoteValue | ProviderError]]:
     session = await backend.login(material)
-    client = backend.client(session, lambda op, outcome: None)
+    client = backend.client(session, QUIET)
     try:
         return session, dict(await client.fetch(refs))
     finally:
@@ -191,7 +194,7 @@ class Reader:
 
     async def client(self, observe: Any = None) -> SecretsClient:
         session = await self.backend.login(self.material)
-        return self.backend.client(session, observe or (lambda op, outcome: None))
+        return self.backend.client(session, ObservingGate(observe) if observe else QUIET)
 
 
 @pytest.fixture
@@ -445,7 +448,7 @@ def test_a_token_revoked_after_login_is_reported_as_an_auth_failure_not_a_denial
 
     async def scenario() -> None:
         session = await backend.login(LoginMaterial(secrets={"token": token.encode()}))
-        client = backend.client(session, lambda op, outcome: None)
+        client = backend.client(session, QUIET)
         try:
             assert isinstance(
                 (await client.fetch([RemoteRef(f"{folder}/db")]))[RemoteRef(f"{folder}/db")],
@@ -509,7 +512,7 @@ def test_an_unknown_namespace_is_a_configuration_error_never_not_found(env: DevE
     session = run(VaultBackend(spec(env, token_auth())).login(root_material(env)))
 
     async def fetch() -> RemoteValue | ProviderError:
-        client = backend.client(session, lambda op, outcome: None)
+        client = backend.client(session, QUIET)
         try:
             return (await client.fetch([RemoteRef("team/db")]))[RemoteRef("team/db")]
         finally:
@@ -589,7 +592,7 @@ def test_kv2_versions_read_the_metadata_never_the_data(
     material = LoginMaterial(service_account_token=sa_token(api, namespace))
 
     async def scenario() -> tuple[Any, Any, Any]:
-        client = backend.client(await backend.login(material), lambda op, outcome: None)
+        client = backend.client(await backend.login(material), QUIET)
         try:
             before = await client.versions([RemoteRef(key)])
             put_v2(env, key, {"password": "v2"})
@@ -677,7 +680,7 @@ def test_find_over_the_whole_mount_skips_folders_the_policy_hides(
     material = LoginMaterial(service_account_token=sa_token(api, namespace))
 
     async def scenario() -> list[str]:
-        client = backend.client(await backend.login(material), lambda op, o: None)
+        client = backend.client(await backend.login(material), QUIET)
         try:
             found = await client.find(FindQuery(name_regexp="/db-"))
             with pytest.raises(AccessDeniedError):
@@ -751,7 +754,7 @@ def test_validate_accepts_the_right_kv_version_and_names_the_wrong_one(
     as_v1 = VaultBackend(spec(env, kubernetes_auth(reader.role), version="v1"))
 
     async def validate(backend: VaultBackend) -> None:
-        client = backend.client(await backend.login(reader.material), lambda op, outcome: None)
+        client = backend.client(await backend.login(reader.material), QUIET)
         try:
             await client.validate()
         finally:
@@ -791,7 +794,7 @@ def test_kv1_values_are_unversioned_and_versions_only_tell_existence(
     ]
 
     async def scenario() -> tuple[Any, Any]:
-        client = backend.client(await backend.login(material), lambda op, outcome: None)
+        client = backend.client(await backend.login(material), QUIET)
         try:
             await client.validate()
             return await client.fetch(refs), await client.versions(refs)
@@ -818,7 +821,7 @@ def test_kv1_find_lists_the_mount(env: DevEnv, kv1: str) -> None:
     backend = VaultBackend(spec(env, token_auth(), path=kv1, version="v1"))
 
     async def scenario() -> list[str]:
-        client = backend.client(await backend.login(root_material(env)), lambda op, o: None)
+        client = backend.client(await backend.login(root_material(env)), QUIET)
         try:
             return sorted(
                 r.key for r in await client.find(FindQuery(path="team", name_regexp="db-"))
@@ -833,7 +836,7 @@ def test_a_v2_store_on_a_kv1_mount_fails_validation(env: DevEnv, kv1: str) -> No
     backend = VaultBackend(spec(env, token_auth(), path=kv1, version="v2"))
 
     async def scenario() -> None:
-        client = backend.client(await backend.login(root_material(env)), lambda op, o: None)
+        client = backend.client(await backend.login(root_material(env)), QUIET)
         try:
             await client.validate()
         finally:
@@ -856,7 +859,9 @@ def test_an_unreachable_server_is_unavailable_for_every_call(env: DevEnv) -> Non
         run(VaultBackend(closed).login(root_material(env)))
 
     async def each_call() -> list[BaseException]:
-        client = VaultBackend(closed).client(session, lambda op, o: calls.append((op, o)))
+        client = VaultBackend(closed).client(
+            session, ObservingGate(lambda op, o: calls.append((op, o)))
+        )
         raised: list[BaseException] = []
         try:
             for call in (
@@ -921,7 +926,7 @@ def test_http_failures_map_to_errors_without_the_servers_text(
     )
 
     async def fetch() -> BaseException:
-        client = stand_in.client(session, lambda op, o: None)
+        client = stand_in.client(session, QUIET)
         try:
             results = await client.fetch([RemoteRef("team/db")])
         except ProviderError as exc:
@@ -1010,7 +1015,7 @@ def test_a_tls_server_is_trusted_through_the_given_ca_and_the_ca_file_is_removed
     async def scenario() -> list[tuple[bytes, int]]:
         session = await backend.login(material)
         assert files_in(tmp_path) == []  # the login's own file is gone already
-        client = backend.client(session, lambda op, o: None)
+        client = backend.client(session, QUIET)
         try:
             await client.validate()
             return files_in(tmp_path)
@@ -1070,7 +1075,7 @@ def test_no_value_or_credential_appears_in_errors_or_reprs(
         session = await reader.backend.login(reader.material)
         seen.append(session)
         seen.append(session.credentials)
-        client = reader.backend.client(session, lambda op, o: None)
+        client = reader.backend.client(session, QUIET)
         try:
             fetched = await client.fetch(
                 [RemoteRef(key), RemoteRef(outside), RemoteRef(key, "x"), RemoteRef(key, "7")]
@@ -1079,9 +1084,7 @@ def test_no_value_or_credential_appears_in_errors_or_reprs(
         finally:
             await client.close()
         kv1_backend = VaultBackend(spec(env, token_auth(), path=kv1, version="v1"))
-        kv1_client = kv1_backend.client(
-            await kv1_backend.login(root_material(env)), lambda op, o: None
-        )
+        kv1_client = kv1_backend.client(await kv1_backend.login(root_material(env)), QUIET)
         try:
             seen.extend((await kv1_client.fetch([RemoteRef("db"), RemoteRef("db", "1")])).values())
         finally:

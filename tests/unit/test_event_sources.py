@@ -102,14 +102,14 @@ class FakeRunner:
     def __init__(self) -> None:
         self.backend_ = FakeBackend()
         self.plans: list[LoginPlan] = []
-        self.session = Session(identity="role", expires_at=None, credentials=object())
+        self.session_ = Session(identity="role", expires_at=None, credentials=object())
 
     def backend(self, store: StoreEntry) -> FakeBackend:
         return self.backend_
 
-    async def client(self, store: StoreEntry, plan: LoginPlan) -> tuple[object, Session]:
+    async def session(self, store: StoreEntry, plan: LoginPlan) -> Session:
         self.plans.append(plan)
-        return object(), self.session
+        return self.session_
 
     def forget(self, store_key: str) -> None:
         pass

@@ -70,6 +70,31 @@ class IdentityCache(Generic[S]):
         """Drop every session of a store (its spec changed, it was deleted, or auth failed)."""
         for key in [k for k in self._entries if k.store == store]:
             del self._entries[key]
+        self._drop_idle_locks()
+
+    def sweep(self) -> list[IdentityKey]:
+        """Drop sessions past their expiry (nobody renewed them: nobody used them since)
+        and return their keys, so a cache of per-namespace identities does not grow
+        with every namespace that ever synced."""
+        now = self._clock()
+        gone = [
+            key
+            for key, entry in self._entries.items()
+            if entry.session.expires_at is not None and entry.session.expires_at <= now
+        ]
+        for key in gone:
+            del self._entries[key]
+        self._drop_idle_locks()
+        return gone
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _drop_idle_locks(self) -> None:
+        # A lock only matters while a login holds it or for a key still cached.
+        for key in [k for k, lock in self._locks.items() if not lock.locked()]:
+            if key not in self._entries:
+                del self._locks[key]
 
     def _due(self, entry: _Entry[S]) -> bool:
         return entry.renew_at is not None and self._clock() >= entry.renew_at

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import dataclasses
+import functools
 import heapq
 import itertools
 import logging
@@ -38,6 +40,8 @@ FORCE_SYNC = "secretsync.io/force-sync"
 BATCH_WINDOW = 0.05  # gather syncs that become due together into one batch
 CONCURRENCY = 16  # identity groups synced at once
 STORE_GRACE = 10.0  # seconds after start during which a missing store is not yet reported
+STORE_RECHECK = 3600.0  # a Ready store is checked again this often (and on evidence sooner)
+SWEEP_INTERVAL = 60.0  # expired sessions are dropped this often
 
 logger = logging.getLogger("secretsync.engine")
 
@@ -109,11 +113,13 @@ class Engine:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._kube = kube
-        self._reporter = reporting.Reporter(kube)
+        self.reporter = reporting.Reporter(kube)
         self._metrics = metrics
         self._hmac_key = hmac_key
         self._clock = clock
         self._started = clock()
+        self._active = False
+        self._loop_task: asyncio.Task[None] | None = None
         self.runner = Runner(
             kube=kube, metrics=metrics, audit=audit, hmac_key=hmac_key, expect=self._expect
         )
@@ -128,6 +134,13 @@ class Engine:
         self._slots = asyncio.Semaphore(CONCURRENCY)
         self._tasks: set[asyncio.Task[None]] = set()
         self.events = EventSources(notify=self.notify, metrics=metrics)
+        metrics.status_retries_pending.set_function(lambda: self.reporter.pending)
+        for kind in (*self.sizes(), "sessions", "clients", "backends", "budgets", "circuits"):
+            metrics.tracked.labels(kind).set_function(functools.partial(self._size, kind))
+        for provider in ("aws", "vault"):
+            metrics.circuits_open.labels(provider).set_function(
+                functools.partial(self.runner.circuits.open_count, provider)
+            )
 
     # --- what the handlers tell the engine --------------------------------------------------
 
@@ -164,6 +177,7 @@ class Engine:
 
     def forget_sync(self, namespace: str, name: str) -> None:
         self._syncs.pop((namespace, name), None)
+        self.reporter.forget("SecretSync", namespace, name)
 
     def observe_store(self, kind: str, body: Mapping[str, Any]) -> None:
         """A store was added or changed: check it, and re-sync its SecretSyncs if it changed."""
@@ -176,10 +190,8 @@ class Engine:
         self.stores.put(entry)
         if old is not None:
             self.runner.forget(old.key)  # sessions of the old spec
-        self.events.sync_store(entry, self.runner)
-        self._spawn(self._check_store(entry))
-        if entry.spec is not None and entry.spec.change_check_seconds > 0:
-            self._spawn(self._change_checks(entry, entry.spec.change_check_seconds))
+        if self._active:
+            self._start_store(entry)
         # New or changed: its SecretSyncs sync now (those that found no store, or
         # synced through the old spec) rather than at their next retry or refresh.
         for sync in self._syncs.values():
@@ -190,7 +202,8 @@ class Engine:
         old = self.stores.remove(kind, namespace, name)
         if old is not None:
             self.events.drop(old.key)
-            self.runner.forget(old.key)
+            self.runner.drop_store(old.key)
+            self.reporter.forget(kind, namespace, name)
 
     def notify(
         self, *, kind: str, namespace: str, name: str, keys: Sequence[str], source: str
@@ -244,8 +257,70 @@ class Engine:
 
     # --- the loop ------------------------------------------------------------------------------
 
-    async def run(self) -> None:
-        """Run due syncs until cancelled."""
+    @property
+    def active(self) -> bool:
+        """Whether this replica acts (standalone, or the active one of a peering group)."""
+        return self._active
+
+    async def start(self) -> None:
+        """Act: run the schedule, check stores, read event queues. Every known SecretSync
+        syncs now, since a replica that takes over cannot know what the last one did."""
+        if self._active:
+            return
+        self._active = True
+        self._loop_task = self._spawn(self._loop())
+        self._spawn(self._sweep())
+        for store in self.stores:
+            self._start_store(store)
+        for sync in self._syncs.values():
+            self._due_now(sync)
+        logger.info("engine started: %d SecretSyncs, %d stores", len(self._syncs), len(self.stores))
+
+    async def pause(self) -> None:
+        """Stop acting (peering handed the work to another replica, or the operator stops):
+        no provider call and no write after this returns. What was observed is kept, so
+        that `start` can act on it at once."""
+        if not self._active:
+            return
+        self._active = False
+        await self.events.stop()
+        await self.rollouts.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.reporter.stop()
+        await self.runner.close()
+        self._heap.clear()
+        for sync in self._syncs.values():
+            sync.running = sync.rerun = False
+            sync.due = None
+        logger.info("engine paused")
+
+    async def stop(self) -> None:
+        """The operator is exiting."""
+        await self.pause()
+
+    def sizes(self) -> dict[str, int]:
+        """How much the engine keeps, by kind (the `secretsync_tracked` metric)."""
+        return {
+            "secretsyncs": len(self._syncs),
+            "stores": len(self.stores),
+            "schedule": len(self._heap),
+            "tasks": len(self._tasks),
+            "event_consumers": len(self.events.running()),
+        }
+
+    def _size(self, kind: str) -> int:
+        return {**self.sizes(), **self.runner.sizes()}.get(kind, 0)
+
+    def problem(self) -> str | None:
+        """Why an active engine cannot work, or None (readiness)."""
+        if self._active and (self._loop_task is None or self._loop_task.done()):
+            return "the engine's schedule is not running; see the operator log"
+        return None
+
+    async def _loop(self) -> None:
+        """Run due syncs until paused."""
         while True:
             now = self._clock()
             due = self._pop_due(now)
@@ -261,12 +336,18 @@ class Engine:
             else:
                 await asyncio.sleep(BATCH_WINDOW)  # let a burst of events gather
 
-    async def stop(self) -> None:
-        await self.events.stop()
-        await self.rollouts.stop()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+    async def _sweep(self) -> None:
+        """Drop what nothing uses any more: expired sessions, stale schedule entries."""
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            self.runner.sweep()
+            self._compact()
+
+    def _start_store(self, store: stores.StoreEntry) -> None:
+        self.events.sync_store(store, self.runner)
+        self._spawn(self._store_checks(store))
+        if store.spec is not None and store.spec.change_check_seconds > 0:
+            self._spawn(self._change_checks(store, store.spec.change_check_seconds))
 
     def _pop_due(self, now: float) -> list[SyncEntry]:
         out = []
@@ -281,7 +362,21 @@ class Engine:
     def _schedule(self, entry: SyncEntry, at: float) -> None:
         entry.due = at
         heapq.heappush(self._heap, (at, next(self._seq), entry.key))
+        if len(self._heap) > 2 * len(self._syncs) + 1024:
+            self._compact()
         self._wake.set()
+
+    def _compact(self) -> None:
+        """Drop schedule entries of deleted or rescheduled SecretSyncs, which would
+        otherwise stay in the heap until their time (an hour, for a 1h refresh)."""
+        live = [
+            item
+            for item in self._heap
+            if (entry := self._syncs.get(item[2])) is not None and entry.due == item[0]
+        ]
+        if len(live) < len(self._heap):
+            heapq.heapify(live)
+            self._heap = live
 
     def _due_now(self, entry: SyncEntry) -> None:
         if entry.running:
@@ -289,10 +384,11 @@ class Engine:
         else:
             self._schedule(entry, self._clock())
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._done)
+        return task
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -424,11 +520,18 @@ class Engine:
                 sync.last_read = {key.split("@", 1)[0] for key in outcome.versions}
                 if store is not None:
                     sync.served_by = (store.key, store.generation)
+            if store is not None:
+                _recheck_if_stale(store, outcome)
+            reported = sync.status.data_hash
             await self._report(sync, outcome)
-            # A first "created" restarts nothing: pods could not have used the data yet. A
-            # restart that failed before is tried again (it is idempotent).
+            # A first sync restarts nothing: pods could not have used the data yet. Then
+            # the data hash on the status moving is what counts, not whether this round
+            # wrote the Secret: after a crash between the Secret write and the status
+            # write, the next round finds the Secret "unchanged" and must still restart.
+            # A restart that failed before is tried again (it is idempotent).
+            moved = outcome.ok and reported is not None and outcome.data_hash != reported
             if sync.spec is not None and (
-                outcome.write == "updated" or (outcome.ok and sync.rollout_problems)
+                moved or outcome.write == "updated" or (outcome.ok and sync.rollout_problems)
             ):
                 self.rollouts.changed(
                     (sync.namespace, w.kind, w.name) for w in sync.spec.rollout.restart
@@ -459,7 +562,10 @@ class Engine:
                 )
             return
         sync.failures += 1
-        if outcome.retry:
+        if outcome.retry and outcome.retry_after is not None:
+            # The identity's circuit is open: come back with the others at its probe.
+            self._schedule(sync, now + outcome.retry_after)
+        elif outcome.retry:
             self._schedule(sync, now + schedule.backoff(sync.failures, interval))
         elif interval > 0:
             self._schedule(sync, now + interval)
@@ -467,7 +573,7 @@ class Engine:
     async def _report(self, sync: SyncEntry, outcome: Outcome) -> None:
         new = reporting.sync_status(sync.status, outcome, sync.generation)
         changed = outcome.write in reporting.CHANGES
-        written = await self._reporter.status(
+        written = await self.reporter.status(
             kind="SecretSync",
             namespace=sync.namespace,
             name=sync.name,
@@ -516,12 +622,12 @@ class Engine:
         new = reporting.rollout_status(
             sync.status, sorted(sync.rollout_problems.values()), sync.generation
         )
-        sync.status = await self._reporter.status(
+        sync.status = await self.reporter.status(
             kind="SecretSync", namespace=sync.namespace, name=sync.name, old=sync.status, new=new
         )
 
     async def _event(self, sync: SyncEntry, type_: str, reason: str, message: str) -> None:
-        await self._reporter.event(
+        await self.reporter.event(
             namespace=sync.namespace,
             name=sync.name,
             uid=sync.uid,
@@ -567,9 +673,8 @@ class Engine:
             if not refs:
                 continue
             try:
-                client, _ = await self.runner.client(store, plan)
-                await self.runner.budget(store).acquire()
-                current = dict(await client.versions(refs))
+                async with self.runner.lease(store, plan) as (client, _):
+                    current = dict(await client.versions(refs))
             except SecretSyncError as exc:
                 self._metrics.change_checks.labels("failed").inc()
                 logger.info("change check of %s failed: %s", store.key, exc)
@@ -584,19 +689,30 @@ class Engine:
                 else:
                     self._metrics.change_checks.labels("unchanged").inc()
 
-    async def _check_store(self, store: stores.StoreEntry) -> None:
-        """A store's Ready: its spec is usable and, where the identity does not depend on
-        the SecretSync's namespace, a live login and check succeed."""
-        outcome = await self._store_outcome(store)
-        if self.stores.current(store) is not store:
-            return
-        store.status = await self._reporter.status(
-            kind=store.kind,
-            namespace=store.namespace,
-            name=store.name,
-            old=store.status,
-            new=reporting.store_status(store.status, outcome, store.generation),
-        )
+    async def _store_checks(self, store: stores.StoreEntry) -> None:
+        """A store's Ready, checked now, again with backoff while it is not Ready (a
+        backend that was down at start recovers by itself), and when a sync round gives
+        reason to (store.recheck), until the store changes or goes away."""
+        failures = 0
+        while self.stores.current(store) is store:
+            outcome = await self._store_outcome(store)
+            if self.stores.current(store) is not store:
+                return
+            store.status = await self.reporter.status(
+                kind=store.kind,
+                namespace=store.namespace,
+                name=store.name,
+                old=store.status,
+                new=reporting.store_status(store.status, outcome, store.generation),
+            )
+            if outcome.ok:
+                failures, delay = 0, STORE_RECHECK
+            else:
+                failures += 1
+                delay = outcome.retry_after or schedule.backoff(failures, 0.0)
+            store.recheck.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(store.recheck.wait(), delay)
 
     async def _store_outcome(self, store: stores.StoreEntry) -> Outcome:
         if store.spec is None:
@@ -612,8 +728,8 @@ class Engine:
             plan = plan_login(
                 store.spec, store_namespace=store.namespace or None, sync_namespace=""
             )
-            client, session = await self.runner.client(store, plan)
-            await client.validate()
+            async with self.runner.lease(store, plan) as (client, session):
+                await client.validate()
         except SecretSyncError as exc:
             return failed(exc, context=f"authentication check of {store.kind} {store.name}")
         return Outcome(ok=True, reason=Reason.VALID, message=f"authenticated as {session.identity}")
@@ -631,6 +747,17 @@ class _NotRunnableError(Exception):
 
 def _fail(reason: str, message: str, retry: bool = False) -> Outcome:
     return Outcome(ok=False, reason=reason, message=message, retry=retry)
+
+
+def _recheck_if_stale(store: stores.StoreEntry, outcome: Outcome) -> None:
+    """Check the store again now when a round through it contradicts its Ready: a success
+    while it is not Ready, or a failure of the session or the service while it is."""
+    ready = store.status.ready()
+    if ready is None:
+        return
+    session_failed = outcome.reason in (Reason.AUTH_FAILED, Reason.PROVIDER_UNAVAILABLE)
+    if (outcome.ok and ready.status != "True") or (session_failed and ready.status == "True"):
+        store.recheck.set()
 
 
 def _depends_on_namespace(store: stores.StoreEntry) -> bool:

@@ -218,7 +218,7 @@ class _StoreQueue:
         self._queue = self._session = None
 
     async def _current(self) -> EventQueue:
-        _, session = await self._runner.client(self._store, self._plan)
+        session = await self._runner.session(self._store, self._plan)
         if self._queue is None or session is not self._session:
             await _close(self._queue)
             self._queue = self._backend.event_queue(session, self._url, self._observe)

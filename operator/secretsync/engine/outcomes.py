@@ -27,6 +27,7 @@ class Outcome:
     reason: str
     message: str
     retry: bool = False  # back off and retry before the next refresh
+    retry_after: float | None = None  # seconds the provider's circuit asks to wait, if known
     write: WriteOutcome = "unchanged"
     versions: dict[str, str] = dataclasses.field(default_factory=dict)
     data_hash: str | None = None
@@ -57,7 +58,8 @@ def failed(error: SecretSyncError, *, context: str = "") -> Outcome:
     """The outcome for an error; its message is ours and carries no value."""
     reason, retry = reason_for(error)
     text = f"{context}: {error}" if context else str(error)
-    return Outcome(ok=False, reason=reason, message=text, retry=retry)
+    wait = error.retry_after if isinstance(error, ProviderUnavailableError) else None
+    return Outcome(ok=False, reason=reason, message=text, retry=retry, retry_after=wait)
 
 
 def audit_outcome(error: BaseException | None) -> str:

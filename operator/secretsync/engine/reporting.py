@@ -1,18 +1,29 @@
-"""What the engine tells people: statuses (written only when what they say changes) and
-Events. Builders are pure; `Reporter` is the one place that writes them."""
+"""What the engine tells people: statuses (written only when what they say changes, and
+retried until they land) and Events. Builders are pure; `Reporter` is the one place that
+writes them."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
 import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 from secretsync.engine.outcomes import Outcome
-from secretsync.errors import KubeError
+from secretsync.errors import KubeError, KubeNotFoundError
 from secretsync.kube import Kube
 from secretsync.models import status as st
 from secretsync.models.status import Condition, Status
 
 CHANGES = {"created": "Created", "updated": "Updated", "deleted": "Deleted"}
+RETRY_START = 1.0  # seconds before the first retry of a failed status write
+RETRY_CAP = 30.0
+
+ObjectKey = tuple[str, str, str]  # (kind, namespace, name)
 
 logger = logging.getLogger("secretsync.engine")
 
@@ -76,26 +87,65 @@ def store_status(previous: Status, outcome: Outcome, generation: int) -> Status:
     return Status(conditions=(ready,), observed_generation=generation)
 
 
-class Reporter:
-    """Writes statuses and Events; a failure to report is logged, never fatal."""
+@dataclasses.dataclass(kw_only=True)
+class _Pending:
+    status: Status
+    attempts: int
+    due: float
 
-    def __init__(self, kube: Kube) -> None:
+
+class Reporter:
+    """Writes statuses and Events. A status write that fails is retried with backoff until
+    it lands (or a newer status for the object replaces it, or the object goes); an Event
+    that cannot be posted is logged and dropped (Events are best effort by design)."""
+
+    def __init__(self, kube: Kube, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._kube = kube
+        self._clock = clock
+        self._pending: dict[ObjectKey, _Pending] = {}
+        # Writes of one object are serialised, so a retry of an older status can never
+        # land after a newer one.
+        self._locks: dict[ObjectKey, tuple[asyncio.Lock, int]] = {}  # lock, its users
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def pending(self) -> int:
+        """How many status writes wait for a retry (a metric, and the tests')."""
+        return len(self._pending)
 
     async def status(
         self, *, kind: str, namespace: str, name: str, old: Status, new: Status, force: bool = False
     ) -> Status:
-        """Patch the status if it says something new (or force); returns what it now holds."""
+        """Patch the status if it says something new (or force); returns what the object
+        holds, or will hold once a failed write is retried."""
         if not force and st.same_except_time(new, old):
             return old
-        try:
-            await self._kube.patch_status(
-                kind=kind, namespace=namespace, name=name, status=st.to_patch(new)
-            )
-        except KubeError as exc:
-            logger.warning("could not write status of %s %s/%s: %s", kind, namespace, name, exc)
-            return old
-        return new
+        key = (kind, namespace, name)
+        async with self._lock(key):
+            self._pending.pop(key, None)  # this write supersedes any older one waiting
+            try:
+                await self._patch(key, new)
+            except KubeNotFoundError:
+                return old  # the object is gone: nothing to report on
+            except KubeError as exc:
+                logger.warning(
+                    "could not write status of %s %s/%s: %s; retrying", kind, namespace, name, exc
+                )
+                self._retry_later(key, _Pending(status=new, attempts=0, due=0.0))
+            return new
+
+    def forget(self, kind: str, namespace: str, name: str) -> None:
+        """The object was deleted: drop its pending write."""
+        self._pending.pop((kind, namespace, name), None)
+
+    async def stop(self) -> None:
+        """Stop retrying (the pending writes are recomputed when the operator resumes)."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        self._pending.clear()
 
     async def event(
         self, *, namespace: str, name: str, uid: str, type_: str, reason: str, message: str
@@ -113,3 +163,64 @@ class Reporter:
             )
         except KubeError as exc:
             logger.warning("could not post Event for SecretSync %s/%s: %s", namespace, name, exc)
+
+    @contextlib.asynccontextmanager
+    async def _lock(self, key: ObjectKey) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]  # nobody holds or awaits it: the map stays small
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    async def _patch(self, key: ObjectKey, status: Status) -> None:
+        kind, namespace, name = key
+        await self._kube.patch_status(
+            kind=kind, namespace=namespace, name=name, status=st.to_patch(status)
+        )
+
+    def _retry_later(self, key: ObjectKey, pending: _Pending) -> None:
+        pending.attempts += 1
+        pending.due = self._clock() + _backoff(pending.attempts)
+        self._pending[key] = pending
+        self._wake.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(
+                self._retry_loop(), name="status retries"
+            )
+
+    async def _retry_loop(self) -> None:
+        while self._pending:
+            now = self._clock()
+            due = [k for k, p in self._pending.items() if p.due <= now]
+            for key in due:
+                async with self._lock(key):
+                    pending = self._pending.pop(key, None)
+                    if pending is None:
+                        continue  # a newer status was written meanwhile
+                    try:
+                        await self._patch(key, pending.status)
+                    except KubeNotFoundError:
+                        continue
+                    except KubeError:
+                        self._retry_later(key, pending)
+                        continue
+                logger.info("wrote the status of %s %s/%s on retry %d", *key, pending.attempts)
+            if not self._pending:
+                return
+            self._wake.clear()
+            wait = min(p.due for p in self._pending.values()) - self._clock()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(wait, 0.0))
+
+
+def _backoff(attempts: int) -> float:
+    """Status retries: fast at first (an apiserver restart takes seconds), then capped;
+    jittered so that a thousand pending writes do not land in one burst."""
+    ceiling = min(RETRY_CAP, RETRY_START * 2 ** (attempts - 1))
+    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not cryptography

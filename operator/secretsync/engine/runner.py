@@ -5,22 +5,25 @@ each target Secret."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
-import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
 from secretsync.audit import AuditLog, ReadRecord
 from secretsync.auth.identity import IdentityCache, IdentityKey
 from secretsync.auth.plan import TOKEN_SECONDS, LoginPlan
 from secretsync.engine import hashing, render, values, writer
 from secretsync.engine.budget import Budget
+from secretsync.engine.circuit import CircuitKey, Circuits
 from secretsync.engine.outcomes import Outcome, audit_outcome, failed
 from secretsync.engine.stores import StoreEntry
 from secretsync.errors import (
+    AccessDeniedError,
     ConfigError,
     ProviderAuthError,
     ProviderError,
+    ProviderUnavailableError,
     SecretNotFoundError,
     SecretSyncError,
 )
@@ -34,7 +37,6 @@ from secretsync.providers.base import Backend, LoginMaterial, SecretsClient, Ses
 
 logger = logging.getLogger("secretsync.engine")
 
-BATCH_SIZE = 20  # Secrets Manager's BatchGetSecretValue; an estimate for the budget
 DELETED = "deleted"  # what expect() is told before the runner deletes a Secret
 
 
@@ -56,6 +58,55 @@ class SyncJob:
 
 
 Results = Mapping[RemoteRef, RemoteValue | ProviderError]
+# What a gate hears when a call is given up before it reached the provider.
+_ABANDONED = ProviderError("the call was abandoned")
+
+
+@dataclasses.dataclass(kw_only=True)
+class _Client:
+    """A SecretsClient of one session, and the rounds using it right now."""
+
+    session: Session
+    client: SecretsClient
+    users: int = 0
+    retired: bool = False  # replaced by a renewed session, or its store changed
+
+
+class _Gate:
+    """The CallGate of one client: the identity's circuit, then the store's budget; every
+    call counted in the metrics."""
+
+    def __init__(
+        self,
+        *,
+        circuits: Circuits,
+        key: CircuitKey,
+        budget: Callable[[], Budget],
+        metrics: Metrics,
+        provider: str,
+    ) -> None:
+        self._circuits = circuits
+        self._key = key
+        self._budget = budget
+        self._metrics = metrics
+        self._provider = provider
+
+    async def enter(self, operation: str) -> None:
+        try:
+            await self._circuits.enter(self._key)
+        except ProviderUnavailableError:
+            self._metrics.provider_calls.labels(self._provider, operation, "refused").inc()
+            raise
+        try:
+            await self._budget().acquire()
+        except BaseException:
+            self._circuits.record(self._key, _ABANDONED)  # frees a half-open probe
+            raise
+
+    def leave(self, operation: str, error: ProviderError | None) -> None:
+        outcome = "success" if error is None else "error"
+        self._metrics.provider_calls.labels(self._provider, operation, outcome).inc()
+        self._circuits.record(self._key, error)
 
 
 class Runner:
@@ -78,56 +129,114 @@ class Runner:
         self._audit = audit
         self._hmac_key = hmac_key
         self.identities: IdentityCache[Session] = IdentityCache()
-        self._clients: dict[IdentityKey, tuple[Session, SecretsClient]] = {}
-        self._backends: dict[tuple[str, int], Backend] = {}
+        self.circuits = Circuits()
+        self._clients: dict[IdentityKey, _Client] = {}
+        self._backends: dict[str, tuple[int, Backend]] = {}
         self._budgets: dict[str, Budget] = {}
 
     # --- identities and clients -------------------------------------------------------
 
     def backend(self, store: StoreEntry) -> Backend:
-        key = (store.key, store.generation)
-        if key not in self._backends:
+        cached = self._backends.get(store.key)
+        if cached is None or cached[0] != store.generation:
             if store.spec is None:
                 raise ConfigError(f"{store.kind} {store.name} is invalid: {store.spec_error}")
-            for old in [k for k in self._backends if k[0] == store.key]:
-                del self._backends[old]
-            self._backends[key] = registry.backend_for(store.spec.provider)
-        return self._backends[key]
+            cached = self._backends[store.key] = (
+                store.generation,
+                registry.backend_for(store.spec.provider),
+            )
+        return cached[1]
 
-    async def client(self, store: StoreEntry, plan: LoginPlan) -> tuple[SecretsClient, Session]:
-        """A client for the identity, logging in only when its session is missing or due."""
+    def _identity(self, store: StoreEntry, plan: LoginPlan) -> IdentityKey:
+        return IdentityKey(store=store.key, generation=store.generation, identity=plan.describe())
+
+    async def session(self, store: StoreEntry, plan: LoginPlan) -> Session:
+        """The identity's session, logging in only when it is missing or due."""
         backend = self.backend(store)
-        key = IdentityKey(store=store.key, generation=store.generation, identity=plan.describe())
+        circuit: CircuitKey = (backend.endpoint, plan.describe())
 
         async def login() -> Session:
+            # A login is a provider call like any other: throttled STS or Vault answers
+            # open the identity's circuit too.
+            await self.circuits.enter(circuit)
             try:
                 session = await backend.login(await self._material(plan))
-            except Exception:
+            except ProviderError as exc:
+                self.circuits.record(circuit, exc)
                 self._metrics.logins.labels(backend.name, "error").inc()
                 raise
+            except BaseException:
+                self.circuits.record(circuit, _ABANDONED)
+                self._metrics.logins.labels(backend.name, "error").inc()
+                raise
+            self.circuits.record(circuit, None)
             self._metrics.logins.labels(backend.name, "success").inc()
             return session
 
-        session = await self.identities.session(key, login)
-        cached = self._clients.get(key)
-        if cached is not None and cached[0] is session:
-            return cached[1], session
-        if cached is not None:
-            await cached[1].close()
+        return await self.identities.session(self._identity(store, plan), login)
 
-        def observe(operation: str, outcome: str) -> None:
-            self._metrics.provider_calls.labels(backend.name, operation, outcome).inc()
+    @contextlib.asynccontextmanager
+    async def lease(
+        self, store: StoreEntry, plan: LoginPlan
+    ) -> AsyncIterator[tuple[SecretsClient, Session]]:
+        """A client for the identity, for the length of one round. A client whose session
+        was renewed meanwhile is closed only when its last round is done with it."""
+        session = await self.session(store, plan)
+        key = self._identity(store, plan)
+        held = self._clients.get(key)
+        if held is None or held.session is not session:
+            if held is not None:
+                await self._retire(held)
+            backend = self.backend(store)
+            gate = _Gate(
+                circuits=self.circuits,
+                key=(backend.endpoint, plan.describe()),
+                budget=lambda: self.budget(store),
+                metrics=self._metrics,
+                provider=backend.name,
+            )
+            held = _Client(session=session, client=backend.client(session, gate))
+            self._clients[key] = held
+        held.users += 1
+        try:
+            yield held.client, session
+        finally:
+            held.users -= 1
+            if held.retired and held.users == 0:
+                await held.client.close()
 
-        client = backend.client(session, observe)
-        self._clients[key] = (session, client)
-        return client, session
+    async def _retire(self, held: _Client) -> None:
+        held.retired = True
+        if held.users == 0:
+            await held.client.close()
 
     def forget(self, store_key: str) -> None:
         """Drop sessions and clients of a store (changed, deleted, or its login was refused)."""
         self.identities.forget(store_key)
         for key in [k for k in self._clients if k.store == store_key]:
-            _, client = self._clients.pop(key)
-            asyncio.get_running_loop().create_task(client.close())
+            held = self._clients.pop(key)
+            asyncio.get_running_loop().create_task(self._retire(held))
+
+    def drop_store(self, store_key: str) -> None:
+        """Forget everything kept for a store that is gone: sessions, clients, its
+        backend and its budget."""
+        self.forget(store_key)
+        self._backends.pop(store_key, None)
+        self._budgets.pop(store_key, None)
+
+    def sweep(self) -> None:
+        """Drop sessions that expired unused and the clients made for them (per-namespace
+        identities of a ClusterSecretStore come and go with the namespaces)."""
+        for key in self.identities.sweep():
+            held = self._clients.pop(key, None)
+            if held is not None:
+                asyncio.get_running_loop().create_task(self._retire(held))
+
+    async def close(self) -> None:
+        """Close every client (the engine is stopping)."""
+        held, self._clients = list(self._clients.values()), {}
+        for one in held:
+            await self._retire(one)
 
     async def _material(self, plan: LoginPlan) -> LoginMaterial:
         token = None
@@ -150,7 +259,19 @@ class Runner:
                 ca_pem = await self._kube.config_map_value(loc.namespace, loc.name, loc.key)
         return LoginMaterial(service_account_token=token, secrets=secrets, ca_pem=ca_pem)
 
+    def sizes(self) -> dict[str, int]:
+        """How much the runner keeps, by kind (the `secretsync_tracked` metric)."""
+        return {
+            "sessions": len(self.identities),
+            "clients": len(self._clients),
+            "backends": len(self._backends),
+            "budgets": len(self._budgets),
+            "circuits": len(self.circuits),
+        }
+
     def budget(self, store: StoreEntry) -> Budget:
+        """The store's refreshBudget: every provider call of its syncs, change checks and
+        store checks takes one token."""
         spec = store.spec
         rate, burst = (
             (spec.refresh_budget.calls_per_second, spec.refresh_budget.burst) if spec else (20, 40)
@@ -168,52 +289,63 @@ class Runner:
         """Sync the jobs; every job gets an outcome, whatever fails."""
         with self._metrics.sync_duration.time():
             try:
-                client, session = await self.client(store, plan)
+                async with self.lease(store, plan) as (client, session):
+                    outcomes = await self._round(store, client, session, jobs)
             except SecretSyncError as exc:
                 if isinstance(exc, ProviderAuthError):
                     self.forget(store.key)
                 context = f"cannot log in as {plan.describe()} through {store.kind} {store.name}"
-                return {job.id: failed(exc, context=context) for job in jobs}
-            budget = self.budget(store)
-            found: dict[str, dict[int, Sequence[RemoteRef]]] = {}
-            find_errors: dict[str, SecretSyncError] = {}
-            for job in jobs:
-                try:
-                    found[job.id] = await self._finds(client, budget, job)
-                except SecretSyncError as exc:
-                    find_errors[job.id] = exc
-            refs = {ref for job in jobs for ref in _direct_refs(job.spec)}
-            refs.update(r for f in found.values() for rs in f.values() for r in rs)
+                outcomes = {job.id: failed(exc, context=context) for job in jobs}
+        return self._align(outcomes, (self.backend(store).endpoint, plan.describe()))
+
+    def _align(self, outcomes: dict[str, Outcome], circuit: CircuitKey) -> dict[str, Outcome]:
+        """While the identity's circuit is open, every failed SecretSync of the round waits
+        exactly until its probe: they then come back together, as one round and one probe,
+        rather than each on its own backoff."""
+        wait = self.circuits.remaining(circuit)
+        if wait is None:
+            return outcomes
+        return {
+            job: dataclasses.replace(out, retry_after=wait) if out.retry else out
+            for job, out in outcomes.items()
+        }
+
+    async def _round(
+        self, store: StoreEntry, client: SecretsClient, session: Session, jobs: Sequence[SyncJob]
+    ) -> dict[str, Outcome]:
+        found: dict[str, dict[int, Sequence[RemoteRef]]] = {}
+        find_errors: dict[str, SecretSyncError] = {}
+        for job in jobs:
             try:
-                results: Results = {}
-                if refs:
-                    await budget.acquire(max(1, math.ceil(len(refs) / BATCH_SIZE)))
-                    results = await client.fetch(
-                        sorted(refs, key=lambda r: (r.key, r.version or ""))
-                    )
-            except ProviderError as exc:
-                if isinstance(exc, ProviderAuthError):
-                    self.forget(store.key)
-                return {job.id: failed(exc) for job in jobs}
-            outcomes = await asyncio.gather(
-                *(
-                    self._finish_safely(store, session, job, results, found.get(job.id, {}))
-                    if job.id not in find_errors
-                    else _failed_async(find_errors[job.id])
-                    for job in jobs
-                )
+                found[job.id] = await self._finds(client, job)
+            except SecretSyncError as exc:
+                find_errors[job.id] = exc
+        refs = {ref for job in jobs for ref in _direct_refs(job.spec)}
+        refs.update(r for f in found.values() for rs in f.values() for r in rs)
+        try:
+            results: Results = {}
+            if refs:
+                results = await client.fetch(sorted(refs, key=lambda r: (r.key, r.version or "")))
+        except ProviderError as exc:
+            if isinstance(exc, ProviderAuthError) and not isinstance(exc, AccessDeniedError):
+                self.forget(store.key)
+            return {job.id: failed(exc) for job in jobs}
+        outcomes = await asyncio.gather(
+            *(
+                self._finish_safely(store, session, job, results, found.get(job.id, {}))
+                if job.id not in find_errors
+                else _failed_async(find_errors[job.id])
+                for job in jobs
             )
+        )
         return {job.id: out for job, out in zip(jobs, outcomes, strict=True)}
 
-    async def _finds(
-        self, client: SecretsClient, budget: Budget, job: SyncJob
-    ) -> dict[int, Sequence[RemoteRef]]:
+    async def _finds(self, client: SecretsClient, job: SyncJob) -> dict[int, Sequence[RemoteRef]]:
         out: dict[int, Sequence[RemoteRef]] = {}
         for i, item in enumerate(job.spec.data_from):
             if item.find is None:
                 continue
             find = item.find
-            await budget.acquire()
             out[i] = await client.find(
                 FindQuery(
                     path=find.path,
@@ -367,7 +499,13 @@ class Runner:
         job: SyncJob,
         reads: Sequence[tuple[RemoteRef, RemoteValue | ProviderError]],
     ) -> None:
+        recorded: set[tuple[str, str | None]] = set()
         for ref, result in reads:
+            version = result.version if isinstance(result, RemoteValue) else ref.version
+            # Several properties of one remote secret are one read of it: one record.
+            if (ref.key, version) in recorded:
+                continue
+            recorded.add((ref.key, version))
             error = result if isinstance(result, ProviderError) else None
             outcome = audit_outcome(error)
             self._audit.read(
@@ -376,7 +514,7 @@ class Runner:
                     store=store.key,
                     identity=session.identity,
                     remote_key=ref.key,
-                    version=result.version if isinstance(result, RemoteValue) else ref.version,
+                    version=version,
                     outcome=outcome,
                 )
             )

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pydantic
@@ -27,6 +28,8 @@ class StoreEntry:
     spec: StoreSpec | None
     spec_error: str | None
     status: Status
+    # Set when a sync round suggests the store's Ready may be stale: check it now.
+    recheck: asyncio.Event = dataclasses.field(default_factory=asyncio.Event, repr=False)
 
     @property
     def key(self) -> str:
@@ -86,6 +89,12 @@ class Stores:
         old = self._stores.get(key)
         self._stores[key] = entry
         return old
+
+    def __iter__(self) -> Iterator[StoreEntry]:
+        return iter(list(self._stores.values()))
+
+    def __len__(self) -> int:
+        return len(self._stores)
 
     def remove(self, kind: str, namespace: str, name: str) -> StoreEntry | None:
         return self._stores.pop((kind, namespace, name), None)

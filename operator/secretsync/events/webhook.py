@@ -17,6 +17,7 @@ every check:
 ====  ==========================================================  ==================
 code  when                                                        discard reason
 ====  ==========================================================  ==================
+503   this replica stands by (peering); retry after 1 s           standing-by
 429   over the rate (token bucket, 20/s, burst 40)                rate-limited
 413   body over 64 KiB (Content-Length, or while reading)         too-large
 401   no signature header, or a malformed one                     bad-signature
@@ -367,12 +368,14 @@ class Webhook:
         load_key: LoadKey,
         notify: Notify,
         metrics: Metrics,
+        active: Callable[[], bool] = lambda: True,
         limits: Limits | None = None,
         key_source: str = "the webhook Secret",
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._notify = notify
+        self._active = active
         self._metrics = metrics
         self._limits = limits = limits or Limits()
         self._key_source = key_source
@@ -413,6 +416,10 @@ class Webhook:
 
     async def _accept(self, request: web.Request) -> Notification:
         """The request's notification if it passes every check, cheapest first."""
+        if not self._active():
+            raise RefusedError(
+                503, "standing-by", "this replica stands by; the active replica answers, retry"
+            )
         if not self._bucket.take():
             raise RefusedError(429, "rate-limited", "too many requests; retry later")
         limit = self._limits.max_body
@@ -476,7 +483,11 @@ class Webhook:
             refused.status,
             refused.reason,
         )
-        headers = {"Retry-After": str(self._bucket.retry_after())} if refused.status == 429 else {}
+        headers = {}
+        if refused.status == 429:
+            headers["Retry-After"] = str(self._bucket.retry_after())
+        elif refused.reason == "standing-by":
+            headers["Retry-After"] = "1"
         return web.json_response({"error": refused.message}, status=refused.status, headers=headers)
 
 
@@ -486,6 +497,7 @@ async def start(
     load_key: LoadKey,
     notify: Notify,
     metrics: Metrics,
+    active: Callable[[], bool] = lambda: True,
     host: str = "0.0.0.0",  # noqa: S104 - callers outside the Pod must reach it
     key_source: str = "the webhook Secret",
     limits: Limits | None = None,
@@ -494,7 +506,12 @@ async def start(
     The key is read once now so that a missing Secret shows in the log at start; the
     webhook still starts (the Secret may come later) and answers 503 until it exists."""
     hook = Webhook(
-        load_key=load_key, notify=notify, metrics=metrics, limits=limits, key_source=key_source
+        load_key=load_key,
+        notify=notify,
+        metrics=metrics,
+        active=active,
+        limits=limits,
+        key_source=key_source,
     )
     try:
         await hook.keys.get()

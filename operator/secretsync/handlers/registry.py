@@ -9,8 +9,9 @@ annotations, no status of its own.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-import secrets
+import os
 from typing import Any
 
 import kopf
@@ -18,7 +19,8 @@ import kopf
 from secretsync.audit import AuditLog
 from secretsync.config import OperatorConfig
 from secretsync.engine.engine import Engine
-from secretsync.errors import KubeError
+from secretsync.engine.health import Health
+from secretsync.engine.peering import PeeringMonitor
 from secretsync.events import webhook
 from secretsync.kube import Kube
 from secretsync.metrics import Metrics
@@ -26,10 +28,24 @@ from secretsync.metrics import Metrics
 GROUP = "secretsync.io"
 VERSION = "v1alpha1"
 KINDS = ("SecretSync", "SecretStore", "ClusterSecretStore")
-STATE_SECRET = "secretsync-state"  # noqa: S105 - a Secret name, not a password
 MANAGED = {"app.kubernetes.io/managed-by": "secretsync"}
+MANAGED_SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED.items())
 
 logger = logging.getLogger("secretsync")
+
+
+def configure_settings(settings: kopf.OperatorSettings) -> None:
+    """kopf's settings, before it starts watching."""
+    # The CRDs are installed before the operator starts (Helm's crds/, the kustomize base),
+    # and the namespaces are the exact names given; so kopf need not list or watch
+    # CustomResourceDefinitions or Namespaces, and the RBAC grants neither.
+    settings.scanning.disabled = True
+    settings.posting.level = logging.WARNING  # Events come from the engine, not kopf's logs
+    settings.watching.server_timeout = 300
+    # Only the Secrets the operator manages are listed and streamed: filtered by the
+    # apiserver, not here, so other teams' Secrets never reach this process (memory,
+    # and exposure of their bytes).
+    settings.watching.label_selectors["", "v1", "secrets"] = MANAGED_SELECTOR
 
 
 def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
@@ -37,23 +53,12 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     @kopf.on.startup(id="configure", registry=registry)
-    async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-        settings.posting.level = logging.WARNING  # Events come from the engine, not kopf's logs
-        settings.watching.server_timeout = 300
-        kube = Kube.connect()
-        try:
-            key = await kube.ensure_secret_key(
-                config.state_namespace, STATE_SECRET, "hmac-key", lambda: secrets.token_bytes(32)
-            )
-        except KubeError as exc:
-            raise kopf.PermanentError(
-                f"cannot read or create Secret {config.state_namespace}/{STATE_SECRET} (the key "
-                f"of status.dataHash): {exc}; create the namespace or pass --state-namespace"
-            ) from exc
+    async def configure(memo: kopf.Memo, **_: Any) -> None:
+        kube: Kube = memo["kube"]
         metrics: Metrics = memo["metrics"]
-        engine = Engine(kube=kube, metrics=metrics, audit=AuditLog(), hmac_key=key)
-        memo["kube"], memo["engine"] = kube, engine
-        memo["loop"] = asyncio.get_running_loop().create_task(engine.run(), name="engine")
+        health: Health = memo["health"]
+        engine = Engine(kube=kube, metrics=metrics, audit=AuditLog(), hmac_key=memo["hmac_key"])
+        memo["engine"] = engine
         if config.webhook_port and config.webhook_secret:
             ns, name = config.webhook_secret
             try:
@@ -61,6 +66,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
                     port=config.webhook_port,
                     load_key=lambda: kube.secret_value(ns, name, "key"),
                     notify=engine.notify,
+                    active=lambda: engine.active,
                     metrics=metrics,
                     key_source=f"Secret {ns}/{name}",
                 )
@@ -68,22 +74,48 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
                 raise kopf.PermanentError(
                     f"cannot listen on --webhook-port {config.webhook_port}: {exc.strerror}"
                 ) from exc
+
+        async def role(active: bool) -> None:
+            metrics.active.set(1 if active else 0)
+            await (engine.start() if active else engine.pause())
+
+        if config.peering is None:
+            await role(True)
+        else:
+            # Standing by until the peering says otherwise: a replica that starts while
+            # another acts must not act in between.
+            await role(False)
+            monitor = PeeringMonitor(
+                kube=kube,
+                name=config.peering,
+                namespaces=list(config.namespaces) or [None],
+                identity=memo["identity"],
+                priority=memo["priority"],
+                on_change=role,
+            )
+            memo["peering"] = asyncio.get_running_loop().create_task(
+                monitor.run(), name="peering monitor"
+            )
+        health.engine = engine
         scope = "all namespaces" if config.clusterwide else ", ".join(config.namespaces)
         logger.info("watching %s.%s in %s", "/".join(KINDS), GROUP, scope)
 
     @kopf.on.cleanup(id="shutdown", registry=registry)
     async def shutdown(memo: kopf.Memo, **_: Any) -> None:
+        if "peering" in memo:
+            memo["peering"].cancel()
         if "webhook" in memo:
             await webhook.stop(memo["webhook"])
-        if "loop" in memo:
-            memo["loop"].cancel()
+        if "engine" in memo:
             await memo["engine"].stop()
-            await memo["kube"].close()
 
     @kopf.on.login(id="login", registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         # In a Pod: the mounted ServiceAccount; elsewhere: KUBECONFIG, like kubectl.
-        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+        info = kopf.login_with_service_account(**kwargs)
+        if info is None:
+            return kopf.login_with_kubeconfig(**kwargs)
+        return dataclasses.replace(info, server=in_cluster_server(info.server))
 
     # Event handlers are coroutines so they run on the engine's loop, not in kopf's threads.
     @kopf.on.event(GROUP, VERSION, "secretsyncs", id="secretsync", registry=registry)
@@ -100,6 +132,8 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     ):
         _register_store(registry, plural, kind)
 
+    # The label filter is also applied by the apiserver (configure_settings); here it
+    # keeps the handler correct should the settings ever lose it.
     @kopf.on.event("", "v1", "secrets", labels=MANAGED, id="managed-secret", registry=registry)
     async def managed_secret(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
         body = event["object"]
@@ -108,6 +142,21 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         memo["engine"].observe_secret(meta["namespace"], None if deleted else body, meta["name"])
 
     return registry
+
+
+def in_cluster_server(default: str) -> str:
+    """The apiserver as the Pod's environment names it (KUBERNETES_SERVICE_HOST and _PORT),
+    the way client-go's in-cluster config and the kubernetes client find it. kopf's own
+    service-account login uses the DNS name kubernetes.default.svc, which needs cluster
+    DNS; then the watches and the writes could reach the API by different paths, and
+    one could fail while the other works."""
+    host = os.environ.get("KUBERNETES_SERVICE_HOST")
+    port = os.environ.get("KUBERNETES_SERVICE_PORT")
+    if not host or not port:
+        return default
+    if ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    return f"https://{host}:{port}"
 
 
 def _register_store(registry: kopf.OperatorRegistry, plural: str, kind: str) -> None:

@@ -22,7 +22,7 @@ import kubernetes
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from secretsync.errors import KubeError, KubeNotFoundError
+from secretsync.errors import KubeError, KubeForbiddenError, KubeNotFoundError
 
 T = TypeVar("T")
 GROUP = "secretsync.io"
@@ -122,6 +122,8 @@ class Kube:
         except ApiException as exc:
             if exc.status == 404:
                 raise KubeNotFoundError(f"{what}: not found") from None
+            if exc.status in (401, 403):
+                raise KubeForbiddenError(f"{what}: HTTP {exc.status} {exc.reason}") from None
             raise KubeError(f"{what}: HTTP {exc.status} {exc.reason}") from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             # The apiserver unreachable or slow: a failure like any other, never a crash.
@@ -388,6 +390,74 @@ class Kube:
             namespace,
             body,
             _content_type=MERGE_PATCH,
+        )
+
+    # --- peering and health ---------------------------------------------------------------
+
+    async def peering_status(self, name: str, *, namespace: str | None) -> dict[str, Any]:
+        """The peers recorded in kopf's ClusterKopfPeering `name` (namespace None) or
+        KopfPeering `name` in the namespace; {} if it does not exist. A list narrowed by
+        name, because the operator's RBAC grants kopf's list/watch, not get."""
+        selector = f"metadata.name={name}"
+        if namespace is None:
+            raw: Any = await self._call(
+                f"list ClusterKopfPeering {name}",
+                self._custom.list_cluster_custom_object,
+                "kopf.dev",
+                "v1",
+                "clusterkopfpeerings",
+                field_selector=selector,
+            )
+        else:
+            raw = await self._call(
+                f"list KopfPeering {namespace}/{name}",
+                self._custom.list_namespaced_custom_object,
+                "kopf.dev",
+                "v1",
+                namespace,
+                "kopfpeerings",
+                field_selector=selector,
+            )
+        items = raw.get("items") or []
+        status = (items[0].get("status") or {}) if items else {}
+        return dict(status) if isinstance(status, dict) else {}
+
+    async def can_list(self, *, namespace: str | None, label_selector: str | None = None) -> None:
+        """List one SecretSync and one managed Secret in the namespace (None: cluster-wide),
+        as the watches do: proves the API is reachable with this identity and its RBAC
+        (readiness). Raises KubeError otherwise."""
+        where = namespace or "all namespaces"
+        if namespace is None:
+            await self._call(
+                f"list SecretSyncs in {where}",
+                self._custom.list_cluster_custom_object,
+                GROUP,
+                VERSION,
+                PLURALS["SecretSync"],
+                limit=1,
+            )
+            await self._call(
+                f"list Secrets in {where}",
+                self._core.list_secret_for_all_namespaces,
+                limit=1,
+                label_selector=label_selector,
+            )
+            return
+        await self._call(
+            f"list SecretSyncs in {where}",
+            self._custom.list_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            PLURALS["SecretSync"],
+            limit=1,
+        )
+        await self._call(
+            f"list Secrets in {where}",
+            self._core.list_namespaced_secret,
+            namespace,
+            limit=1,
+            label_selector=label_selector,
         )
 
     # --- operator state ----------------------------------------------------------------------

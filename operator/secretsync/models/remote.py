@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Protocol
+
+from secretsync.errors import ProviderError
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -41,3 +44,33 @@ class FindQuery:
 # A provider reports each API call it makes: (operation, outcome), e.g.
 # ("BatchGetSecretValue", "success"); the engine turns them into metrics.
 CallObserver = Callable[[str, str], None]
+
+
+class CallGate(Protocol):
+    """What a SecretsClient does around every API call it makes.
+
+    The engine's gate makes a call wait for the store's refreshBudget, refuses it
+    while the identity's circuit is open (throttling, outage), and counts it. A
+    provider calls `enter` right before each request and `leave` right after it,
+    with the translated error if it failed.
+    """
+
+    async def enter(self, operation: str) -> None:
+        """Wait for the call's turn; raise ProviderUnavailableError if calls must wait."""
+
+    def leave(self, operation: str, error: ProviderError | None) -> None:
+        """Report the call's outcome (None: it succeeded)."""
+
+
+class ObservingGate:
+    """A gate that only reports each call to an observer (tests, one-off clients)."""
+
+    def __init__(self, observe: CallObserver) -> None:
+        self._observe = observe
+
+    async def enter(self, operation: str) -> None:
+        """Never waits."""
+
+    def leave(self, operation: str, error: ProviderError | None) -> None:
+        """Report (operation, "success" | "error")."""
+        self._observe(operation, "success" if error is None else "error")

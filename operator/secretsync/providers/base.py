@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 from secretsync.errors import ProviderError
-from secretsync.models.remote import CallObserver, FindQuery, RemoteRef, RemoteValue
+from secretsync.models.remote import CallGate, CallObserver, FindQuery, RemoteRef, RemoteValue
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -100,8 +100,13 @@ class Backend(Protocol):
 
     name: str  # "aws" | "vault": the provider label of metrics
 
+    @property
+    def endpoint(self) -> str:
+        """Where the calls go (service, region, server): with the identity, what one
+        circuit covers, since providers throttle per caller and endpoint."""
+
     async def login(self, material: LoginMaterial) -> Session:
         """Exchange the login material for a session."""
 
-    def client(self, session: Session, observe: CallObserver) -> SecretsClient:
-        """A client reading as the session; each API call is reported to observe."""
+    def client(self, session: Session, gate: CallGate) -> SecretsClient:
+        """A client reading as the session; each API call passes through the gate."""

@@ -1,9 +1,10 @@
 """One SecretsClient's access to the SDK: lazily built clients, calls run off the event loop,
-each reported to the observer and its errors translated."""
+each passed through the engine's gate (budget, circuit, metrics) and its errors translated."""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Generic, TypeVar
 
@@ -16,7 +17,7 @@ from secretsync.errors import (
     ProviderError,
     ProviderUnavailableError,
 )
-from secretsync.models.remote import CallObserver
+from secretsync.models.remote import CallGate
 from secretsync.models.store import AwsProvider
 from secretsync.providers.aws import credentials as aws_credentials
 from secretsync.providers.aws import errors
@@ -30,6 +31,9 @@ ItemT = TypeVar("ItemT")
 
 # Calls one client may have in flight at once (per-key calls such as DescribeSecret);
 # the engine's per-store budget limits the rate, this limits the burst and the threads.
+# Each client has threads of its own for them: a slow endpoint (or a throttled identity
+# waiting on its sockets) then holds only its own threads, never those that other
+# stores' calls need (the event loop's default executor has cpu+4 threads in all).
 CONCURRENCY = 8
 
 
@@ -42,16 +46,24 @@ class Api(Generic[ClientT]):
         spec: AwsProvider,
         credentials: aws_credentials.Credentials,
         make: Callable[[aws_credentials.Credentials, AwsProvider], ClientT],
-        observe: CallObserver,
+        gate: CallGate,
     ) -> None:
         self._spec = spec
         self._credentials = credentials
         self._make = make
-        self._observe = observe
+        self._gate = gate
         self._lock = asyncio.Lock()
         self._client: ClientT | None = None
         self._sts: STSClient | None = None
         self._limit = asyncio.Semaphore(CONCURRENCY)
+        self._threads: concurrent.futures.ThreadPoolExecutor | None = None
+
+    def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._threads is None:
+            self._threads = concurrent.futures.ThreadPoolExecutor(
+                CONCURRENCY, thread_name_prefix="aws"
+            )
+        return self._threads
 
     async def _build(
         self, make: Callable[[aws_credentials.Credentials, AwsProvider], ResultT]
@@ -84,25 +96,29 @@ class Api(Generic[ClientT]):
     async def call(
         self, operation: str, request: Callable[[], ResultT], *, key: str | None = None
     ) -> ResultT:
-        """Run one SDK call in a worker thread, report it, translate its errors.
+        """Run one SDK call in a worker thread, through the gate, and translate its errors.
 
         `key` names the remote key (or batch) in error messages. The translated error is
         raised outside the `except` block so that it carries no link to the SDK's
         exception, whose text may quote the request.
         """
-        outcome = "error"
+        await self._gate.enter(operation)
+        # What the gate hears if the call never finishes (the round was cancelled): an
+        # error, but not one that says anything about the provider's health.
+        error: ProviderError | None = ProviderError(f"AWS {operation} did not complete")
         try:
             async with self._limit:
                 try:
-                    result = await asyncio.to_thread(request)
+                    loop = asyncio.get_running_loop()
+                    result = await loop.run_in_executor(self._executor(), request)
                 except (botocore_exceptions.ClientError, botocore_exceptions.BotoCoreError) as exc:
-                    failure = errors.translate(exc, operation=operation, key=key)
+                    error = errors.translate(exc, operation=operation, key=key)
                 else:
-                    outcome = "success"
+                    error = None
                     return result
         finally:
-            self._observe(operation, outcome)
-        raise failure
+            self._gate.leave(operation, error)
+        raise error
 
     async def validate(self) -> None:
         """Prove the credentials work: STS GetCallerIdentity needs no permission at all."""
@@ -117,6 +133,9 @@ class Api(Generic[ClientT]):
                 if close is not None:
                     await asyncio.to_thread(close)
             self._client = self._sts = None
+            if self._threads is not None:
+                self._threads.shutdown(wait=False, cancel_futures=True)
+                self._threads = None
 
 
 def chunks(items: Sequence[ItemT], size: int) -> Iterator[Sequence[ItemT]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from secretsync.errors import ProviderConfigError
-from secretsync.models.remote import CallObserver
+from secretsync.models.remote import CallGate, CallObserver
 from secretsync.models.store import AwsProvider
 from secretsync.providers.aws import credentials as aws_credentials
 from secretsync.providers.aws import login
@@ -31,12 +31,17 @@ class AwsBackend:
         """A session as the store's identity; temporary credentials carry their expiry."""
         return await login.login(self.spec, material)
 
-    def client(self, session: Session, observe: CallObserver) -> SecretsClient:
+    @property
+    def endpoint(self) -> str:
+        """Where calls go: throttling and outages are per service, region and endpoint."""
+        return f"aws:{self.spec.service}:{self.spec.region}:{self.spec.endpoint or ''}"
+
+    def client(self, session: Session, gate: CallGate) -> SecretsClient:
         """A client of spec.service reading as the session; SDK clients are built on first use."""
         credentials = _credentials(session)
         if self.spec.service == "SecretsManager":
-            return SecretsManager(spec=self.spec, credentials=credentials, observe=observe)
-        return ParameterStore(spec=self.spec, credentials=credentials, observe=observe)
+            return SecretsManager(spec=self.spec, credentials=credentials, gate=gate)
+        return ParameterStore(spec=self.spec, credentials=credentials, gate=gate)
 
     def event_queue(self, session: Session, queue_url: str, observe: CallObserver) -> EventQueue:
         """The store's SQS event queue (spec.events.sqs), read as the session from the

@@ -46,12 +46,14 @@ Credentials = AwsCredentials | AmbientCredentials
 
 
 def _config(*, unsigned: bool = False) -> Config:
-    # Standard retry mode backs off on throttling within one call; the engine retries
-    # the rest. Timeouts keep a dead endpoint from holding a worker thread for minutes.
+    # One attempt per call: the engine's circuit per identity and endpoint backs off
+    # (docs/design/0006-reliability.md). SDK retries under it would multiply every
+    # throttled call by three while the throttling lasts. Timeouts keep a dead endpoint
+    # from holding a worker thread for minutes.
     config = Config(
         # botocore-stubs lag botocore here: the option exists since botocore 1.31.
         ignore_configured_endpoint_urls=True,  # type: ignore[call-arg]
-        retries={"mode": "standard", "max_attempts": 3},
+        retries={"mode": "standard", "total_max_attempts": 1},
         connect_timeout=5,
         read_timeout=30,
     )

@@ -20,6 +20,7 @@ from secretsync.errors import (
     ProviderUnavailableError,
     SecretNotFoundError,
 )
+from secretsync.providers.retryafter import retry_after_seconds
 
 _NOT_FOUND = frozenset(
     {"ResourceNotFoundException", "ParameterNotFound", "ParameterVersionNotFound"}
@@ -82,12 +83,19 @@ def _subject(key: str | None) -> str:
 
 
 def for_code(
-    code: str, *, operation: str, key: str | None, status: int | None = None, deleted: bool = False
+    code: str,
+    *,
+    operation: str,
+    key: str | None,
+    status: int | None = None,
+    deleted: bool = False,
+    retry_after: float | None = None,
 ) -> ProviderError:
     """The error for an AWS error code (from a ClientError or a batch's per-item Errors).
 
     `deleted` marks Secrets Manager's InvalidRequestException for a secret scheduled
     for deletion: to its readers that secret is gone, so it counts as not found.
+    `retry_after` is the response's Retry-After, in seconds, if it had one.
     """
     code = _clean_code(code)
     subject = _subject(key)
@@ -115,7 +123,8 @@ def for_code(
     if code in _UNAVAILABLE or (status is not None and (status >= 500 or status == 429)):
         return ProviderUnavailableError(
             f"AWS {operation}{subject}: the service is throttling or unavailable ({code}); "
-            "it will be retried"
+            "it will be retried",
+            retry_after=retry_after,
         )
     if code in _CONFIG:
         return ProviderConfigError(
@@ -140,13 +149,15 @@ def translate(exc: Exception, *, operation: str, key: str | None) -> ProviderErr
     if isinstance(exc, botocore_exceptions.ClientError):
         error = exc.response.get("Error", {})
         code = _code_of(error)
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        metadata = exc.response.get("ResponseMetadata", {})
+        status = metadata.get("HTTPStatusCode")
         return for_code(
             code,
             operation=operation,
             key=key,
             status=status if isinstance(status, int) else None,
             deleted=is_scheduled_deletion(code, error.get("Message", "")),
+            retry_after=retry_after_seconds(metadata.get("HTTPHeaders", {}).get("retry-after")),
         )
     kind = type(exc).__name__
     subject = _subject(key)

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from secretsync.errors import ProviderError, SecretNotFoundError
-from secretsync.models.remote import CallObserver, FindQuery, RemoteRef, RemoteValue
+from secretsync.models.remote import CallGate, FindQuery, RemoteRef, RemoteValue
 from secretsync.models.store import AwsProvider
 from secretsync.providers.aws import api, matching
 from secretsync.providers.aws import credentials as aws_credentials
@@ -74,13 +74,13 @@ class ParameterStore:
     """Reads SSM parameters as one session; batched with GetParameters."""
 
     def __init__(
-        self, *, spec: AwsProvider, credentials: aws_credentials.Credentials, observe: CallObserver
+        self, *, spec: AwsProvider, credentials: aws_credentials.Credentials, gate: CallGate
     ) -> None:
         self._api: api.Api[SSMClient] = api.Api(
             spec=spec,
             credentials=credentials,
             make=aws_credentials.ssm_client,
-            observe=observe,
+            gate=gate,
         )
 
     async def _get_parameters(

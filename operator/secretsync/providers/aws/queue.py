@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, TypeVar
 from botocore import exceptions as botocore_exceptions
 
 from secretsync.errors import ProviderError
-from secretsync.models.remote import CallObserver
+from secretsync.models.remote import CallObserver, ObservingGate
 from secretsync.models.store import AwsProvider
 from secretsync.providers.aws import api, errors
 from secretsync.providers.aws import credentials as aws_credentials
@@ -59,7 +59,8 @@ class SqsQueue:
             spec=spec,
             credentials=credentials,
             make=aws_credentials.sqs_client,
-            observe=observe,
+            # Long polls are not refreshes: no budget, no circuit, only the metrics.
+            gate=ObservingGate(observe),
         )
 
     @property

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from secretsync.errors import ProviderError
-from secretsync.models.remote import CallObserver, FindQuery, RemoteRef, RemoteValue
+from secretsync.models.remote import CallGate, FindQuery, RemoteRef, RemoteValue
 from secretsync.models.store import AwsProvider
 from secretsync.providers.aws import api, errors, matching
 from secretsync.providers.aws import credentials as aws_credentials
@@ -65,13 +65,13 @@ class SecretsManager:
     """Reads Secrets Manager secrets as one session; batched with BatchGetSecretValue."""
 
     def __init__(
-        self, *, spec: AwsProvider, credentials: aws_credentials.Credentials, observe: CallObserver
+        self, *, spec: AwsProvider, credentials: aws_credentials.Credentials, gate: CallGate
     ) -> None:
         self._api: api.Api[SecretsManagerClient] = api.Api(
             spec=spec,
             credentials=credentials,
             make=aws_credentials.secretsmanager_client,
-            observe=observe,
+            gate=gate,
         )
 
     async def fetch(

@@ -6,7 +6,7 @@ import dataclasses
 import time
 
 from secretsync.errors import AccessDeniedError, ProviderAuthError, ProviderConfigError
-from secretsync.models.remote import CallObserver
+from secretsync.models.remote import CallGate
 from secretsync.models.store import VaultProvider
 from secretsync.providers.base import LoginMaterial, SecretsClient, Session
 from secretsync.providers.vault.kv import KvClient
@@ -95,26 +95,29 @@ class VaultBackend:
             response = await transport.login(f"auth/{mount}/login", body)
         return _session(response, identity=f"vault:{method}/{mount}/{role}", ca_pem=ca_pem)
 
-    def client(self, session: Session, observe: CallObserver) -> SecretsClient:
+    @property
+    def endpoint(self) -> str:
+        """Where calls go: a server (and Enterprise namespace) throttles as a whole."""
+        return f"vault:{self._spec.server}:{self._spec.namespace or ''}"
+
+    def client(self, session: Session, gate: CallGate) -> SecretsClient:
         """A KV client reading as the session, with its own HTTP connection pool."""
         credentials = session.credentials
         if not isinstance(credentials, VaultCredentials):
             raise TypeError("vault: the session was not created by VaultBackend.login")
-        transport = self._transport(
-            token=credentials.token, ca_pem=credentials.ca_pem, observe=observe
-        )
+        transport = self._transport(token=credentials.token, ca_pem=credentials.ca_pem, gate=gate)
         kind: type[KvClient] = KvV2Client if self._spec.version == "v2" else KvV1Client
         return kind(transport=transport, mount=self._spec.path)
 
     def _transport(
-        self, *, token: str, ca_pem: bytes | None, observe: CallObserver | None = None
+        self, *, token: str, ca_pem: bytes | None, gate: CallGate | None = None
     ) -> Transport:
         return Transport(
             server=self._spec.server,
             token=token,
             namespace=self._spec.namespace,
             ca_pem=ca_pem,
-            observe=observe,
+            gate=gate,
         )
 
     async def _token_session(self, material: LoginMaterial, ca_pem: bytes | None) -> Session:

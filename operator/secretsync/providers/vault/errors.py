@@ -66,7 +66,14 @@ def is_kv_not_found(exc: hvac.exceptions.InvalidPath) -> bool:
     return body.get("errors") == [] and not body.get("warnings")
 
 
-def translate(exc: Exception, *, action: str, path: str, login: bool = False) -> ProviderError:
+def translate(
+    exc: Exception,
+    *,
+    action: str,
+    path: str,
+    login: bool = False,
+    retry_after: float | None = None,
+) -> ProviderError:
     """The operator's error for an SDK exception raised while doing `action` on `path`.
 
     `login` marks calls to an auth method's login endpoint, where a refusal is
@@ -103,7 +110,9 @@ def translate(exc: Exception, *, action: str, path: str, login: bool = False) ->
         if isinstance(exc, hvac.exceptions.Unauthorized):
             return ProviderAuthError(f"vault: {where} refused the token ({status})")
         if isinstance(exc, _UNAVAILABLE):
-            return ProviderUnavailableError(f"vault: {where} failed ({status}); will retry")
+            return ProviderUnavailableError(
+                f"vault: {where} failed ({status}); will retry", retry_after=retry_after
+            )
         if isinstance(exc, hvac.exceptions.InvalidRequest):
             return ProviderConfigError(f"vault: {where} was rejected as invalid ({status})")
         return ProviderError(f"vault: {where} failed ({status})")

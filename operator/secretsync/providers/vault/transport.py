@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import concurrent.futures
 import contextlib
+import functools
 import os
 import tempfile
 import urllib.parse
@@ -19,9 +21,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import hvac
+import hvac.exceptions
+import requests
 
 from secretsync.errors import ProviderConfigError, ProviderError
-from secretsync.models.remote import CallObserver
+from secretsync.models.remote import CallGate
+from secretsync.providers.retryafter import retry_after_seconds
 from secretsync.providers.vault import errors
 
 Json = Mapping[str, object]
@@ -29,10 +34,38 @@ Json = Mapping[str, object]
 # Seconds before a Vault call is abandoned (ProviderUnavailableError); well
 # under kopf's handler timeouts, well over a healthy server's latency.
 REQUEST_TIMEOUT = 15.0
+# Threads of one transport: a slow server holds only these, never the threads other
+# stores' calls need. KV reads run at most 8 at a time per call (kv.MAX_CONCURRENCY),
+# and a round and a change check may overlap.
+THREADS = 16
 
 
-def _ignore(operation: str, outcome: str) -> None:
-    """The observer of login calls, which the Backend protocol does not report."""
+class _Unobserved:
+    """The gate of login calls, which the engine guards itself (Runner.client)."""
+
+    async def enter(self, operation: str) -> None:
+        """Never waits."""
+
+    def leave(self, operation: str, error: ProviderError | None) -> None:
+        """Reports nothing."""
+
+
+def _vault_error(url: str, response: requests.Response) -> Exception:
+    """The hvac exception for an error response, as hvac itself would raise it."""
+    body: Any = None
+    with contextlib.suppress(ValueError):
+        body = response.json()
+    problems = body.get("errors") if isinstance(body, dict) else None
+    error: Exception = hvac.exceptions.VaultError.from_status(
+        response.status_code,
+        None if problems else response.text,
+        errors=problems,
+        method=response.request.method,
+        url=url,
+        text=response.text,
+        json=body,
+    )
+    return error
 
 
 def decode_ca_bundle(ca_bundle: str) -> bytes:
@@ -83,9 +116,10 @@ class Transport:
         token: str,
         namespace: str | None,
         ca_pem: bytes | None,
-        observe: CallObserver | None = None,
+        gate: CallGate | None = None,
     ) -> None:
-        self._observe = observe or _ignore
+        self._gate: CallGate = gate or _Unobserved()
+        self._threads: concurrent.futures.ThreadPoolExecutor | None = None
         self._ca_file = _write_ca_file(ca_pem) if ca_pem else None
         # token="" rather than None: hvac would otherwise pick up VAULT_TOKEN or
         # ~/.vault-token from the operator's environment.
@@ -126,19 +160,43 @@ class Transport:
     ) -> Json:
         url = "/v1/" + urllib.parse.quote(path)
         send: Callable[..., Any] = getattr(self._client.adapter, method)
-        kwargs: dict[str, Any] = {}
+        # raise_exception=False: hvac's exceptions drop the response headers, and a 429's
+        # Retry-After is what tells the circuit how long to wait.
+        kwargs: dict[str, Any] = {"raise_exception": False}
         if params:
             kwargs["params"] = dict(params)
         if body is not None:
             kwargs["json"] = dict(body)
+        await self._gate.enter(operation)
+        error: ProviderError | None = ProviderError(f"vault: {operation} did not complete")
         try:
-            response = await asyncio.to_thread(send, url, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - every SDK error is translated below
-            self._observe(operation, "error")
-            raise errors.translate(exc, action=action, path=path, login=login) from None
-        self._observe(operation, "success")
-        # hvac's JSON adapter returns a dict for 200 and the Response for 204.
-        return response if isinstance(response, Mapping) else {}
+            try:
+                if self._threads is None:
+                    self._threads = concurrent.futures.ThreadPoolExecutor(
+                        THREADS, thread_name_prefix="vault"
+                    )
+                call = functools.partial(send, url, **kwargs)
+                response = await asyncio.get_running_loop().run_in_executor(self._threads, call)
+            except Exception as exc:  # noqa: BLE001 - every SDK error is translated below
+                error = errors.translate(exc, action=action, path=path, login=login)
+            else:
+                # hvac's JSON adapter returns a dict for 200 and the Response otherwise.
+                if isinstance(response, Mapping):
+                    error = None
+                    return response
+                if response.status_code < 400:
+                    error = None
+                    return {}
+                error = errors.translate(
+                    _vault_error(url, response),
+                    action=action,
+                    path=path,
+                    login=login,
+                    retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+                )
+        finally:
+            self._gate.leave(operation, error)
+        raise error
 
     async def __aenter__(self) -> Transport:
         return self
@@ -149,6 +207,9 @@ class Transport:
     async def close(self) -> None:
         """Close the HTTP session and remove the CA file."""
         await asyncio.to_thread(self._client.adapter.close)
+        if self._threads is not None:
+            self._threads.shutdown(wait=False, cancel_futures=True)
+            self._threads = None
         if self._ca_file:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._ca_file)

@@ -1,8 +1,10 @@
-"""Kubernetes requests as kube-apiserver's audit log recorded them (metadata only).
+"""Kubernetes requests as kube-apiserver's audit log recorded them (metadata only), for
+the benchmarks and the fault suite.
 
 The operator's requests are told apart by their user agent: the operator's
 Kubernetes client and kopf's watcher, while the benchmark's own clients say
-`secretsync-bench` and kubectl says `kubectl/...`.
+`secretsync-bench` and kubectl says `kubectl/...`. Two operators are told apart by
+the user they authenticate as.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ class Request:
     name: str
     code: int
     agent: str
+    user: str = ""  # the authenticated user name
+    uri: str = ""  # the request URI, with its query (labelSelector, watch, ...)
 
     @property
     def by_operator(self) -> bool:
@@ -82,6 +86,8 @@ class AuditLog:
                         name=ref.get("name", ""),
                         code=int((event.get("responseStatus") or {}).get("code") or 0),
                         agent=event.get("userAgent", ""),
+                        user=(event.get("user") or {}).get("username", ""),
+                        uri=event.get("requestURI", ""),
                     )
                 )
 

@@ -1,0 +1,141 @@
+"""The apiserver fails, restarts, forgets history or goes silent: every SecretSync still
+converges (its Secret and its status), nothing is written twice, the operator never exits.
+
+Defect 1 of the reliability issue: a status write that failed was logged and never
+retried, so SecretSyncs created while kube-apiserver restarted kept no status for up to
+their refresh interval (1h), and GitOps tools saw them progressing for that long.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from faults import world
+from faults.size import FULL
+from harness import faults, vaultsetup
+from harness import operator as op
+from harness.devenv import DevEnv
+from harness.faultproxy import FaultProxy
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("faults_crds")]
+
+STATUS_PATCH = r"^PATCH /apis/secretsync\.io/v1alpha1/namespaces/[^/]+/secretsyncs/[^/]+/status"
+CONVERGE = 60.0  # seconds after the fault ends: a few status retries (capped at 30 s)
+
+
+@pytest.fixture(scope="module")
+def plane(faults_env: DevEnv) -> Iterator[faults.ControlPlane]:
+    control = faults.ControlPlane(faults_env)
+    yield control
+    control.ensure_running()
+    control.close(keep_running=False)
+
+
+@pytest.fixture(scope="module")
+def vault(faults_env: DevEnv) -> Iterator[FaultProxy]:
+    proxy = FaultProxy(faults_env.vault_addr)
+    yield proxy
+    proxy.stop()
+
+
+def _values(env: DevEnv, ns: str, count: int, values: set[bytes]) -> None:
+    for i in range(count):
+        secret = world.value()
+        values.add(secret.encode())
+        vaultsetup.put(env, f"{ns}/k{i}", {"p": secret})
+
+
+def test_status_writes_refused_for_a_while_land_once_the_apiserver_takes_them(
+    faults_env: DevEnv,
+    faults_api: Any,
+    faults_log: Path,
+    faults_values: set[bytes],
+    plane: faults.ControlPlane,
+    vault: FaultProxy,
+    figures: Callable[..., None],
+) -> None:
+    count = 100
+    ns = world.vault_team(faults_env, faults_api, "status", server=vault.url)
+    _values(faults_env, ns, count, faults_values)
+    proxy = faults.apiserver_proxy(faults_env, plane)
+    try:
+        with op.running(faults_env, faults_log, kubeconfig=proxy.kubeconfig) as proc:
+            proxy.refuse(STATUS_PATCH)  # every status write fails; Secret writes pass
+            world.apply_many(
+                faults_env, [world.sync(ns, f"s{i}", f"{ns}/k{i}") for i in range(count)]
+            )
+            deadline = time.monotonic() + 60
+            while len(world.managed_secrets(faults_api, ns)) < count:
+                assert time.monotonic() < deadline, "the Secrets were not all written"
+                time.sleep(0.5)
+            time.sleep(6)  # the apiserver keeps refusing status writes for a while
+            refused = proxy.allow()
+            took = world.wait_all(faults_api, ns, count, timeout=CONVERGE)
+            assert proc.poll() is None
+    finally:
+        proxy.close()
+    figures(
+        "apiserver refuses status writes (6 s after the Secrets are written)",
+        secretsyncs=count,
+        status_writes_refused=refused,
+        converged_after_s=round(took, 1),
+        bound_s=CONVERGE,
+    )
+    assert refused >= count
+
+
+def test_an_apiserver_restart_while_secretsyncs_are_created_loses_nothing(
+    faults_env: DevEnv,
+    faults_api: Any,
+    faults_log: Path,
+    faults_values: set[bytes],
+    plane: faults.ControlPlane,
+    vault: FaultProxy,
+    figures: Callable[..., None],
+) -> None:
+    count = 500 if FULL else 150
+    ns = world.vault_team(faults_env, faults_api, "restart", server=vault.url)
+    _values(faults_env, ns, count, faults_values)
+    docs = [world.sync(ns, f"s{i}", f"{ns}/k{i}") for i in range(count)]
+    with op.running(faults_env, faults_log) as proc:
+        applied = threading.Event()
+
+        def apply_all() -> None:
+            # kubectl apply, retried while the apiserver is away (as a GitOps tool would).
+            for start in range(0, count, 25):
+                chunk = docs[start : start + 25]
+                for _ in range(60):
+                    try:
+                        world.apply_many(faults_env, chunk)
+                        break
+                    except RuntimeError:
+                        time.sleep(1)
+            applied.set()
+
+        applier = threading.Thread(target=apply_all, daemon=True)
+        applier.start()
+        time.sleep(1.5)  # part of them created and being synced
+        stopped_at = time.monotonic()
+        with plane.stopped(faults.APISERVER):
+            time.sleep(6)
+        outage = time.monotonic() - stopped_at
+        assert applied.wait(300), "the SecretSyncs could not all be applied"
+        took = world.wait_all(faults_api, ns, count, timeout=CONVERGE + 60)
+        assert proc.poll() is None, "the operator exited on a transient fault"
+    secrets = world.managed_secrets(faults_api, ns)
+    figures(
+        "kube-apiserver restart while SecretSyncs are created",
+        secretsyncs=count,
+        apiserver_down_s=round(outage, 1),
+        converged_after_apply_s=round(took, 1),
+        secrets=len(secrets),
+    )
+    assert sorted(s.metadata.name for s in secrets) == sorted(f"s{i}" for i in range(count))
+    owners = [len(s.metadata.owner_references or []) for s in secrets]
+    assert set(owners) == {1}
