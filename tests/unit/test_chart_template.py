@@ -11,14 +11,14 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
 
 from harness import delivery, devenv
 from secretsync import __main__ as cli
-from secretsync import config
+from secretsync import config, probes
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "secretsync"
@@ -122,13 +122,17 @@ def test_the_container_has_requests_and_limits(helm_bin: Path) -> None:
         assert set(resources[kind]) == {"cpu", "memory"}
 
 
-def test_probes_call_healthz_on_the_port_the_operator_serves_it(helm_bin: Path) -> None:
+def test_probes_call_the_endpoints_the_operator_serves(helm_bin: Path) -> None:
     container = delivery.container(render(helm_bin, "health.port=9001"))
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     cfg = config.from_args(cli.build_parser().parse_args(container["args"]))
     assert cfg.health_port == ports["health"] == 9001
-    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+    for probe in ("startupProbe", "livenessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+    routes = probes.application(cast(Any, None)).router.routes()
+    served = {r.resource.canonical for r in routes if r.resource is not None}
+    assert {"/healthz", "/readyz"} <= served
 
 
 def test_the_cli_accepts_the_deployments_arguments_cluster_wide(helm_bin: Path) -> None:
