@@ -6,6 +6,7 @@
     ├── ConfigError                  a resource or the command line is wrong; retrying won't help
     ├── KubeError                    the Kubernetes API refused or failed a call
     │   ├── KubeNotFoundError
+    │   ├── KubeConflictError        someone else changed the object since it was read (409)
     │   └── KubeForbiddenError       the operator's identity may not do that (RBAC, 401/403)
     └── ProviderError                a secret manager call failed
         ├── SecretNotFoundError      the remote secret does not exist (drives deletionPolicy)
@@ -32,6 +33,10 @@ class KubeError(SecretSyncError):
 
 class KubeNotFoundError(KubeError):
     """The object asked for does not exist."""
+
+
+class KubeConflictError(KubeError):
+    """The object changed since it was read (HTTP 409): read it again and retry."""
 
 
 class KubeForbiddenError(KubeError):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import kubernetes
@@ -124,6 +124,10 @@ def wait_all(api: Any, ns: str, count: int, *, timeout: float, reason: str = "Sy
         left = unsynced(api, ns, reason=reason)
         raise TimeoutError(f"{exc}: {len(left)} are not, e.g. {left[:5]}") from None
     return time.monotonic() - start
+
+
+def wait_for(probe: Callable[[], bool], timeout: float) -> None:
+    kube.eventually(probe, timeout=timeout, what="the condition")
 
 
 def managed_secrets(api: Any, ns: str) -> list[Any]:

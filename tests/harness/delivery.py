@@ -23,12 +23,18 @@ KUSTOMIZE = REPO / "deploy" / "kustomize"
 TOKEN_SECONDS = 3600
 
 
-def helm(helm_bin: Path, *args: str, kubeconfig: Path | None = None, check: bool = True) -> str:
+def helm(
+    helm_bin: Path,
+    *args: str,
+    kubeconfig: Path | None = None,
+    check: bool = True,
+    timeout: float = 180,
+) -> str:
     """Run helm; its stdout, or an error with everything it said."""
     cmd = [str(helm_bin), *args]
     if kubeconfig is not None:
         cmd += ["--kubeconfig", str(kubeconfig)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     if check and proc.returncode != 0:
         raise RuntimeError(f"helm {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
     return proc.stdout

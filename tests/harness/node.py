@@ -8,9 +8,12 @@ On top of the control plane that devenv starts it runs, from this machine's cach
 - kubelet (cgroup v1 with the cgroupfs driver) and kube-scheduler of the control
   plane's own release;
 - a Pod network: the bridge `ssync0` with the CNI bridge and host-local plugins. A Pod
-  gets an address and a single route, to the Service IP; there is no default route and
+  gets an address and a single route, to the Service range; there is no default route and
   IP forwarding stays off, so no packet of a Pod can leave the machine;
-- dnsmasq on the bridge address, answering `kubernetes.default.svc` and nothing else;
+- dnsmasq on the bridge address, answering `kubernetes.default.svc` and the names of
+  the cluster's Services, and nothing else;
+- harness/serviceproxy.py in place of kube-proxy: each ClusterIP Service port forwarded
+  (on loopback, through one DNAT rule in the node's chain) to its ready endpoints;
 - DNAT rules on the bridge (with route_localnet=1 there) that take Pods to the programs
   that listen on loopback only: the Service IP 10.0.0.1:443 to kube-apiserver, and
   <bridge address>:<port> to OpenBao and moto.
@@ -39,6 +42,7 @@ import socket
 import ssl
 import struct
 import subprocess
+import sys
 import tarfile
 import time
 from collections.abc import Iterator, Sequence
@@ -56,11 +60,15 @@ BRIDGE = "ssync0"
 POD_SUBNET = ipaddress.ip_network("10.89.0.0/24")
 BRIDGE_IP = "10.89.0.1"
 SERVICE_IP = pki.SERVICE_IP  # the `kubernetes` Service; on the apiserver's certificate
+# The apiserver's --service-cluster-ip-range (devenv.py): every Service's ClusterIP.
+SERVICE_CIDR = ipaddress.ip_network("10.0.0.0/24")
 CLUSTER_DOMAIN = "cluster.local"
-# The only names the Pods' DNS answers (with SERVICE_IP). Other names under cluster.local
+# The names the Pods' DNS answers with SERVICE_IP; besides, the Services' names that
+# harness/serviceproxy.py writes into DNS_HOSTS_DIR. Other names under cluster.local
 # and svc get NXDOMAIN, any other name is refused: nothing is forwarded.
 API_NAMES = ("kubernetes.default.svc", f"kubernetes.default.svc.{CLUSTER_DOMAIN}")
 POD_API_SERVER = "https://kubernetes.default.svc"
+DNS_HOSTS_DIR = "dns-hosts"  # in the run folder
 
 # Debian's containernetworking-plugins.
 CNI_BIN = Path("/usr/lib/cni")
@@ -69,6 +77,7 @@ CONTAINERD_TIMEOUT = 60.0
 NODE_READY_TIMEOUT = 180.0
 SCHEDULER_TIMEOUT = 60.0
 DNS_TIMEOUT = 20.0
+SERVICE_PROXY_TIMEOUT = 30.0
 
 # Host paths that kubelet, containerd or the CNI plugins write whatever their flags say
 # (or that they might: the list errs on the side of watching). Teardown removes the ones
@@ -383,7 +392,7 @@ def start(
             (BRIDGE_IP, aws_port, aws_port),
         ],
     )
-    _dns(procs)
+    _dns(procs, hosts_dir=run_dir / DNS_HOSTS_DIR)
     pause_ref = f"localhost/secretsync-pause:{binaries.pause.name.removeprefix('pause-')}"
     socket_path = _containerd(procs, record, binaries, pause_ref=pause_ref)
     pause_archive = _pause_archive(binaries.pause / "pause", run_dir / "pause.tar", pause_ref)
@@ -397,6 +406,7 @@ def start(
         client_ca=client_ca,
     )
     _scheduler(procs, binaries, kubeconfig=kubeconfig)
+    _service_proxy(procs, record, kubeconfig=kubeconfig, hosts_dir=run_dir / DNS_HOSTS_DIR)
     wait_ready(procs, kubeconfig)
     if _read_sysctl("net/ipv4/ip_forward") != record.sysctls["net/ipv4/ip_forward"]:
         raise EnvError("IP forwarding was turned on while the node started: Pods could leave")
@@ -486,8 +496,11 @@ def _network(record: _Record, *, forwards: Sequence[tuple[str, int, int]]) -> No
     _iptables("-I", "INPUT", "-i", BRIDGE, *comment, "-j", chain)
 
 
-def _dns(procs: Processes) -> None:
-    """dnsmasq on the bridge address: the API's names, NXDOMAIN for the rest."""
+def _dns(procs: Processes, *, hosts_dir: Path) -> None:
+    """dnsmasq on the bridge address: the API's names and the Services' (from the hosts
+    files serviceproxy writes into hosts_dir, re-read when they change), NXDOMAIN for the
+    rest."""
+    hosts_dir.mkdir(parents=True, exist_ok=True)
     args = [
         _which("dnsmasq"),
         "--keep-in-foreground",
@@ -505,6 +518,7 @@ def _dns(procs: Processes) -> None:
         f"--local=/{CLUSTER_DOMAIN}/",
         "--local=/svc/",
         *(f"--address=/{name}/{SERVICE_IP}" for name in API_NAMES),
+        f"--hostsdir={hosts_dir}",
     ]
     dnsmasq = procs.start("dnsmasq", args)
     procs.wait_ready(
@@ -512,6 +526,34 @@ def _dns(procs: Processes) -> None:
         lambda: dns_query(API_NAMES[-1], BRIDGE_IP, timeout=0.5) == [SERVICE_IP],
         timeout=DNS_TIMEOUT,
         what=f"an answer for {API_NAMES[-1]}",
+    )
+
+
+def _service_proxy(procs: Processes, record: _Record, *, kubeconfig: Path, hosts_dir: Path) -> None:
+    """harness/serviceproxy.py, with the node's nat chain to add its rules to."""
+    assert record.nat_chain is not None, "the network is made before the service proxy"
+    proxy = procs.start(
+        "service-proxy",
+        [
+            sys.executable,
+            "-m",
+            "harness.serviceproxy",
+            f"--kubeconfig={kubeconfig}",
+            f"--nat-chain={record.nat_chain}",
+            f"--hosts-dir={hosts_dir}",
+        ],
+        # The harness package, whatever the caller's working directory was; and sbin, for
+        # iptables.
+        env={
+            "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+            "PATH": f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin",
+        },
+    )
+    procs.wait_ready(
+        proxy,
+        lambda: (hosts_dir / "services").exists(),
+        timeout=SERVICE_PROXY_TIMEOUT,
+        what="its first round (the Services' hosts file written)",
     )
 
 
@@ -531,7 +573,7 @@ def _containerd(
                 "type": "bridge",
                 "bridge": BRIDGE,
                 # Not the gateway: the plugin would then turn IP forwarding on, and Pods
-                # would get a default route. Their one route goes to the Service IP.
+                # would get a default route. Their one route goes to the Services.
                 "isGateway": False,
                 "isDefaultGateway": False,
                 "ipMasq": False,
@@ -539,7 +581,9 @@ def _containerd(
                     "type": "host-local",
                     "dataDir": str(run_dir / "cni" / "ipam"),
                     "ranges": [[{"subnet": str(POD_SUBNET), "gateway": BRIDGE_IP}]],
-                    "routes": [{"dst": f"{SERVICE_IP}/32", "gw": BRIDGE_IP}],
+                    # Services only (the apiserver's and the others, which
+                    # serviceproxy forwards): no default route.
+                    "routes": [{"dst": str(SERVICE_CIDR), "gw": BRIDGE_IP}],
                 },
             }
         ],
@@ -795,7 +839,8 @@ def teardown(run_dir: Path, procs: Processes) -> None:
 
     by_name = {s.name: s for s in procs.started}
     # The programs that would restart containers go first.
-    for name in ("kube-scheduler", "kubelet"):
+    # The service proxy too: it adds rules to the node's chain, which is removed below.
+    for name in ("service-proxy", "kube-scheduler", "kubelet"):
         if name in by_name:
             step(f"stopping {name}", functools.partial(stop, by_name[name], grace=10.0))
     step("killing the Pods' processes", _kill_pods, record)
@@ -1036,5 +1081,5 @@ def _remove_state(record: _Record) -> None:
 def describe(procs: Processes) -> Iterator[str]:
     """The node programs' logs, for a failure message."""
     for started in procs.started:
-        if started.name in ("containerd", "kubelet", "kube-scheduler", "dnsmasq"):
+        if started.name in ("containerd", "kubelet", "kube-scheduler", "dnsmasq", "service-proxy"):
             yield f"--- {started.name} ({started.log}) ---\n{log_tail(started.log)}"

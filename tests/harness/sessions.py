@@ -16,19 +16,23 @@ from harness.processes import EnvError, Processes
 
 
 def environment(
-    *, reuse_variable: str, prefix: str, what: str, audit: bool = False
+    *, reuse_variable: str, prefix: str, what: str, audit: bool = False, node: bool = False
 ) -> Iterator[devenv.DevEnv]:
-    """Yield the environment (for `yield from` in a session fixture)."""
+    """Yield the environment (for `yield from` in a session fixture); with `node`, one with
+    a node that runs Pods (devenv.start(node=True))."""
     reuse = os.environ.get(reuse_variable)
     if reuse:
         state = Path(reuse) / "devenv.json"
         if not state.exists() or not any(s.alive() for s in Processes.load(Path(reuse)).started):
             pytest.fail(f"{reuse_variable}={reuse} holds no running environment")
-        yield devenv.DevEnv.from_json(state.read_text())
+        reused = devenv.DevEnv.from_json(state.read_text())
+        if node and reused.node is None:
+            pytest.fail(f"{reuse_variable}={reuse} runs no node; start it with `up --node`")
+        yield reused
         return
     run_dir = devenv.REPO / ".devenv" / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     try:
-        started, procs = devenv.start(run_dir, audit=audit)
+        started, procs = devenv.start(run_dir, audit=audit, node=node)
     except EnvError as exc:
         pytest.fail(f"the {what} did not start: {exc}", pytrace=False)
     try:

@@ -272,7 +272,7 @@ def test_pod_cannot_reach_an_address_outside_the_machine(probe: dict[str, Any]) 
     # No route at all: the kernel refuses at once, and no packet is sent.
     assert probe["outside"] == "ENETUNREACH"
     assert probe["outside_seconds"] < 1.0
-    # /proc/net/route's destinations (hex, little-endian): the Pod subnet and 10.0.0.1 only,
-    # no default route (00000000).
-    assert sorted(probe["routes"]) == sorted(["0100000A", "0000590A"])
+    # /proc/net/route's destinations (hex, little-endian): the Pod subnet and the Service
+    # range 10.0.0.0/24 only, no default route (00000000 with mask 00000000).
+    assert sorted(probe["routes"]) == sorted(["0000000A", "0000590A"])
     assert Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() == "0"

@@ -3,18 +3,22 @@ error mapping, and the rule that no secret value ever reaches an exception.
 
 Most cases use the environment's moto. Access denial needs IAM enforced, which
 the shared moto does not do, so those cases run against a moto of their own
-that enforces IAM once its users are set up.
+that enforces IAM once its users are set up. The cost of change checks is counted
+on the wire, through the recording proxy in front of moto.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import re
 import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -22,6 +26,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
+from harness.awsproxy import AwsRecordingProxy
 from harness.devenv import AWS_REGION, DevEnv
 from harness.processes import Processes, free_port, http_ok
 from harness.targets.aws import ACCOUNT, admin_secretsmanager, admin_ssm, dummy_token
@@ -36,7 +41,7 @@ from secretsync.errors import (
 from secretsync.models.remote import FindQuery, ObservingGate, RemoteRef, RemoteValue
 from secretsync.models.store import AwsProvider, ProviderSpec
 from secretsync.providers import registry
-from secretsync.providers.aws import AwsBackend, AwsCredentials
+from secretsync.providers.aws import AwsBackend, AwsCredentials, listing
 from secretsync.providers.aws import credentials as aws_credentials
 from secretsync.providers.aws import errors as aws_errors
 from secretsync.providers.base import LoginMaterial, SecretsClient, Session
@@ -44,6 +49,10 @@ from secretsync.providers.base import LoginMaterial, SecretsClient, Session
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_ssm import SSMClient
+    from mypy_boto3_ssm.type_defs import (
+        DescribeParametersRequestTypeDef,
+        GetParametersByPathRequestTypeDef,
+    )
 
 pytestmark = pytest.mark.integration
 
@@ -61,6 +70,9 @@ class Calls(ObservingGate):
     def __init__(self) -> None:
         self.seen: list[tuple[str, str]] = []
         super().__init__(lambda operation, outcome: self.seen.append((operation, outcome)))
+
+    def count(self, operation: str) -> int:
+        return sum(1 for op, _ in self.seen if op == operation)
 
 
 def spec(endpoint: str, service: Service = "SecretsManager", **fields: Any) -> AwsProvider:
@@ -425,7 +437,7 @@ def test_versions_leave_out_missing_secrets_and_answer_pinned_ids_without_a_call
     got = use(*sm_reader, lambda c: c.versions(refs), calls)
 
     assert got == {refs[0]: current, refs[1]: first, refs[2]: first}
-    assert sorted(calls.seen) == [("DescribeSecret", "error")] + [("DescribeSecret", "success")] * 2
+    assert calls.seen == [("ListSecrets", "success")]  # one listing answers for both names
 
 
 def test_find_by_tags_matches_key_and_value_together(
@@ -470,6 +482,218 @@ def test_find_by_name_regexp_alone_searches_the_whole_account(
 def test_an_invalid_regexp_is_a_config_error(sm_reader: tuple[AwsProvider, Session]) -> None:
     with pytest.raises(ProviderConfigError, match="regexp"):
         use(*sm_reader, lambda c: c.find(FindQuery(name_regexp="(unclosed")))
+
+
+# --- change checks: versions() counted on the wire ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sm_recorded(aws: AwsRecordingProxy) -> tuple[AwsProvider, Session]:
+    """A Secrets Manager reader whose every call goes through the recording proxy."""
+    provider = spec(aws.url, role=ROLE)
+    return provider, login(provider, LoginMaterial(service_account_token=dummy_token()))
+
+
+@pytest.fixture(scope="module")
+def ssm_recorded(aws: AwsRecordingProxy) -> tuple[AwsProvider, Session]:
+    """A Parameter Store reader whose every call goes through the recording proxy."""
+    provider = spec(aws.url, "ParameterStore", role=ROLE)
+    return provider, login(provider, LoginMaterial(service_account_token=dummy_token()))
+
+
+def on_the_wire(
+    proxy: AwsRecordingProxy, session: Session, run: Callable[[], T]
+) -> tuple[T, Counter[str]]:
+    """What `run` returns, and the actions the session's credentials sent meanwhile."""
+    creds = session.credentials
+    assert isinstance(creds, AwsCredentials)
+    since = time.monotonic()
+    result = run()
+    sent = proxy.select(since=since, identity=creds.access_key_id)
+    return result, Counter(call.action for call in sent)
+
+
+def create_secrets(sm: SecretsManagerClient, names: list[str]) -> dict[str, str]:
+    """Each new secret's first version id, by name."""
+    return {name: sm.create_secret(Name=name, SecretString="v")["VersionId"] for name in names}
+
+
+def test_versions_of_500_secrets_under_10_prefixes_take_5_listings_and_no_describe(
+    sm: SecretsManagerClient,
+    prefix: str,
+    aws: AwsRecordingProxy,
+    sm_recorded: tuple[AwsProvider, Session],
+) -> None:
+    names = [f"{prefix}team-{team}/key-{i:03d}" for team in range(10) for i in range(50)]
+    expected = create_secrets(sm, names)
+    # Neighbours nobody watches: the listings' prefixes must leave them out.
+    create_secrets(sm, [f"{prefix}team-1-old/key-{i:03d}" for i in range(150)])
+    refs = [RemoteRef(name) for name in names]
+    calls = Calls()
+
+    got, sent = on_the_wire(
+        aws, sm_recorded[1], lambda: use(*sm_recorded, lambda c: c.versions(refs), calls)
+    )
+
+    assert got == {RemoteRef(name): version for name, version in expected.items()}
+    # ceil(500/100) = 5 calls, where DescribeSecret took 500: 100 times fewer.
+    assert sent == {"ListSecrets": 5}, sent
+    assert calls.seen == [("ListSecrets", "success")] * 5  # every call went through the gate
+
+
+def test_versions_answer_stages_arns_version_ids_and_missing_keys_each_their_way(
+    sm: SecretsManagerClient,
+    prefix: str,
+    aws: AwsRecordingProxy,
+    sm_recorded: tuple[AwsProvider, Session],
+) -> None:
+    key = prefix + "staged"
+    first = sm.create_secret(Name=key, SecretString="one")["VersionId"]
+    current = sm.put_secret_value(SecretId=key, SecretString="two")["VersionId"]
+    sm.update_secret_version_stage(SecretId=key, VersionStage="blue", MoveToVersionId=first)
+    created = sm.create_secret(Name=prefix + "by-arn", SecretString="v")
+    arn, other = created["ARN"], created["VersionId"]
+    partial = arn.rsplit("-", 1)[0]
+    sm.create_secret(Name=prefix + "deleted", SecretString="v")
+    sm.delete_secret(SecretId=prefix + "deleted", RecoveryWindowInDays=7)
+    answered = {
+        RemoteRef(key): current,
+        RemoteRef(key, "AWSCURRENT"): current,
+        RemoteRef(key, "AWSPREVIOUS"): first,
+        RemoteRef(key, "blue"): first,  # any staging label: the listing shows them all
+        RemoteRef(key, first): first,  # a version id: its own answer
+        RemoteRef(arn): other,
+        RemoteRef(partial): other,
+    }
+    left_out = [
+        RemoteRef(prefix + "missing"),
+        RemoteRef(key, "no-such-stage"),
+        RemoteRef(prefix + "deleted"),  # scheduled for deletion: fetch() says not found
+        RemoteRef(prefix + "not a name!"),  # no name the filter takes: DescribeSecret's
+        RemoteRef(arn + "x"),
+    ]
+
+    got, sent = on_the_wire(
+        aws, sm_recorded[1], lambda: use(*sm_recorded, lambda c: c.versions([*answered, *left_out]))
+    )
+
+    assert got == answered
+    # One listing for every name; DescribeSecret only for the ARNs and the odd name.
+    assert sent == {"ListSecrets": 1, "DescribeSecret": 4}, sent
+
+
+def test_a_rotated_secret_shows_its_new_current_version(
+    sm: SecretsManagerClient, prefix: str, sm_reader: tuple[AwsProvider, Session]
+) -> None:
+    key = prefix + "rotated"
+    first = sm.create_secret(Name=key, SecretString="one")["VersionId"]
+    ref = RemoteRef(key)
+
+    def current() -> str | None:
+        return use(*sm_reader, lambda c: c.versions([ref])).get(ref)
+
+    before = current()
+    second = sm.put_secret_value(SecretId=key, SecretString="two")["VersionId"]
+    rotated = current()
+    # A roll back moves the label alone, to a version that already existed.
+    sm.update_secret_version_stage(
+        SecretId=key, VersionStage="AWSCURRENT", MoveToVersionId=first, RemoveFromVersionId=second
+    )
+    rolled_back = current()
+
+    assert (before, rotated, rolled_back) == (first, second, first)
+
+
+def test_a_prefix_shared_with_many_other_secrets_gives_way_to_exact_listings(
+    sm: SecretsManagerClient,
+    prefix: str,
+    aws: AwsRecordingProxy,
+    sm_recorded: tuple[AwsProvider, Session],
+) -> None:
+    # 20 watched names that differ right after the prefix (one filter value for all of
+    # them is "prefix"), which also holds 600 secrets nobody watches, created first so
+    # that moto lists them first.
+    create_secrets(sm, [f"{prefix}zz-{i:03d}" for i in range(600)])
+    expected = create_secrets(sm, [f"{prefix}{letter}0" for letter in "abcdefghijklmnopqrst"])
+    refs = [RemoteRef(name) for name in expected]
+
+    got, sent = on_the_wire(
+        aws, sm_recorded[1], lambda: use(*sm_recorded, lambda c: c.versions(refs))
+    )
+
+    assert got == {RemoteRef(name): version for name, version in expected.items()}
+    # The broad listing gives up after its budget (2 pages: what 2 exact listings cost)
+    # instead of reading all 7 pages; 2 exact listings then answer.
+    assert sent == {"ListSecrets": 4}, sent
+
+
+def test_versions_raise_an_outage_of_the_listing(
+    prefix: str, aws: AwsRecordingProxy, sm_recorded: tuple[AwsProvider, Session]
+) -> None:
+    from harness.faultproxy import Throttle
+
+    with aws.inject(Throttle(), action="ListSecrets"), pytest.raises(ProviderUnavailableError):
+        use(*sm_recorded, lambda c: c.versions([RemoteRef(prefix + "any")]))
+
+
+# A secret name as the name filter takes it (secretsmanager._FILTER_VALUE).
+_FILTER_VALUE = re.compile(r"^[a-zA-Z0-9 :_@/+=.\-]{1,512}$")
+
+
+def _scrambled(seed: int) -> str:
+    """A name of no structure (hex digits, some of them turned into separators)."""
+    digest = hashlib.sha256(str(seed).encode()).hexdigest()[:9]
+    return digest.replace("e", "/").replace("f", "-")
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        [f"team-{t}/key-{i:03d}" for t in range(10) for i in range(50)],
+        [f"svc-{i:03d}/db" for i in range(1000)],
+        ["db", "db-old", "db-old-2", "a", "ab", "abc", "b"],
+        [f"team-{s * 7919 % 41}/app-{s % 17}/db-{s}" for s in range(700)],
+        [_scrambled(s) for s in range(400)],
+    ],
+    ids=["dirs", "flat", "nested", "tree", "random"],
+)
+def test_a_listing_plan_covers_each_name_once_with_10_prefixes_a_query(names: list[str]) -> None:
+    plans = listing.broad(names)
+
+    assert sorted(name for plan in plans for name in plan.names) == sorted(set(names))
+    for plan in plans:
+        assert 1 <= len(plan.prefixes) <= listing.FILTER_VALUES
+        assert all(_FILTER_VALUE.match(p) for p in plan.prefixes)
+        assert all(any(n.startswith(p) for p in plan.prefixes) for n in plan.names)
+        others = set(names) - plan.names
+        # No prefix reaches into another query, unless a name begins another one.
+        stray = {n for n in others if any(n.startswith(p) for p in plan.prefixes)}
+        assert all(any(n.startswith(m) for m in plan.names) for n in stray), stray
+    pages = sum(-(-len(plan.names) // listing.PAGE_SIZE) for plan in plans)
+    assert pages <= -(-len(set(names)) // listing.PAGE_SIZE) + 2, pages
+
+
+def test_a_listing_plan_for_500_names_under_10_prefixes_is_5_queries_of_a_page() -> None:
+    names = [f"team-{t}/key-{i:03d}" for t in range(10) for i in range(50)]
+
+    plans = listing.broad(names)
+
+    assert [len(plan.names) for plan in plans] == [100] * 5
+    assert plans[0].prefixes == tuple(f"team-{t}/key-0{d}" for t in (0, 1) for d in range(5))
+    assert all(not plan.exact and plan.budget == 10 for plan in plans)
+
+
+def test_a_few_names_are_listed_exactly() -> None:
+    plans = listing.broad(["b/x", "a/y", "a/z"])
+
+    assert plans == [
+        listing.Listing(
+            prefixes=("a/y", "a/z", "b/x"),
+            names=frozenset({"a/y", "a/z", "b/x"}),
+            budget=3,
+            exact=True,
+        )
+    ]
 
 
 # --- Parameter Store ----------------------------------------------------------------------
@@ -559,6 +783,82 @@ def test_a_missing_parameter_version_is_not_found(
     assert isinstance(got[refs[1]], SecretNotFoundError)
     assert getattr(got[refs[2]], "value", None) == SENTINEL.encode()
     assert SENTINEL not in str(got[refs[0]]) + repr(got[refs[1]]) + repr(got[refs[2]])
+
+
+def _pages(first: Callable[[str | None], dict[str, Any]]) -> int:
+    """How many pages a paginated SSM call takes, following NextToken to the end."""
+    pages, token = 0, None
+    while True:
+        pages += 1
+        token = first(token).get("NextToken")
+        if not token:
+            return pages
+
+
+def test_parameter_versions_of_500_under_10_paths_take_50_calls_the_fewest_measured(
+    ssm: SSMClient,
+    ssm_prefix: str,
+    aws: AwsRecordingProxy,
+    ssm_recorded: tuple[AwsProvider, Session],
+) -> None:
+    paths = [f"{ssm_prefix}app-{p}/" for p in range(10)]
+    names = [f"{path}key-{i:02d}" for path in paths for i in range(50)]
+    for name in names:
+        ssm.put_parameter(Name=name, Value="v", Type="SecureString")
+    refs = [RemoteRef(name) for name in names]
+
+    got, sent = on_the_wire(
+        aws, ssm_recorded[1], lambda: use(*ssm_recorded, lambda c: c.versions(refs))
+    )
+
+    assert got == dict.fromkeys(refs, "1")
+    assert sent == {"GetParameters": 50}, sent  # ceil(500/10)
+    # The listings, measured on the same parameters: none takes fewer calls on moto
+    # (which pages DescribeParameters by 10 whatever MaxResults says), so versions()
+    # keeps GetParameters; see docs/design/0007-change-checks.md.
+    lister = boto3.Session(
+        region_name=AWS_REGION, aws_access_key_id="AKIAMEASURE", aws_secret_access_key="x"
+    ).client("ssm", endpoint_url=aws.url)
+
+    def describe(option: str, values: list[str]) -> Callable[[str | None], dict[str, Any]]:
+        def page(token: str | None) -> dict[str, Any]:
+            request: DescribeParametersRequestTypeDef = {
+                "ParameterFilters": [{"Key": "Name", "Option": option, "Values": values}],
+                "MaxResults": 50,
+            }
+            if token:
+                request["NextToken"] = token
+            return dict(lister.describe_parameters(**request))
+
+        return page
+
+    def by_path(path: str) -> Callable[[str | None], dict[str, Any]]:
+        def page(token: str | None) -> dict[str, Any]:
+            request: GetParametersByPathRequestTypeDef = {
+                "Path": path.rstrip("/"),
+                "Recursive": True,
+                "WithDecryption": False,
+                "MaxResults": 10,
+            }
+            if token:
+                request["NextToken"] = token
+            return dict(lister.get_parameters_by_path(**request))
+
+        return page
+
+    measured = {
+        "DescribeParameters Equals, 50 names a query": sum(
+            _pages(describe("Equals", names[at : at + 50])) for at in range(0, len(names), 50)
+        ),
+        "DescribeParameters BeginsWith the 10 paths": _pages(describe("BeginsWith", paths)),
+        "GetParametersByPath, each path": sum(_pages(by_path(path)) for path in paths),
+    }
+    assert all(calls >= sent["GetParameters"] for calls in measured.values()), measured
+    assert measured == {
+        "DescribeParameters Equals, 50 names a query": 60,
+        "DescribeParameters BeginsWith the 10 paths": 51,
+        "GetParametersByPath, each path": 60,
+    }
 
 
 # --- error mapping ------------------------------------------------------------------------
@@ -686,12 +986,20 @@ def test_a_session_from_another_backend_is_refused(endpoint: str) -> None:
 
 
 class IamMoto:
-    """A moto of this module's own that enforces IAM, with a reader and a nobody user."""
+    """A moto of this module's own that enforces IAM, with a reader, a nobody and a
+    describer user."""
 
-    def __init__(self, endpoint: str, reader: LoginMaterial, nobody: LoginMaterial) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        reader: LoginMaterial,
+        nobody: LoginMaterial,
+        describer: LoginMaterial,  # may describe and read secrets, not list them
+    ) -> None:
         self.endpoint = endpoint
         self.reader = reader
         self.nobody = nobody
+        self.describer = describer
 
 
 def _user(iam: Any, name: str, actions: list[str]) -> LoginMaterial:
@@ -727,6 +1035,9 @@ def iam_moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IamMoto]:
         iam = admin.client("iam", endpoint_url=endpoint)
         reader = _user(iam, "reader", ["secretsmanager:*", "ssm:*"])
         nobody = _user(iam, "nobody", ["sts:GetCallerIdentity"])
+        describer = _user(
+            iam, "describer", ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"]
+        )
         admin.client("secretsmanager", endpoint_url=endpoint).create_secret(
             Name="guarded/db", SecretString=SENTINEL
         )
@@ -757,7 +1068,7 @@ def iam_moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IamMoto]:
             headers={"Content-Type": "text/plain"},
         )
         urllib.request.urlopen(reset, timeout=10).close()  # noqa: S310
-        yield IamMoto(endpoint, reader, nobody)
+        yield IamMoto(endpoint, reader, nobody, describer)
     finally:
         procs.stop_all()
 
@@ -784,6 +1095,29 @@ def test_a_reader_may_read_and_nobody_is_denied(
     assert [outcome for _, outcome in calls.seen] == ["error"]
     assert versions == {}  # left for fetch() to report per ref
     use(provider, nobody, lambda c: c.validate())  # the identity itself is fine
+
+
+def test_without_list_secrets_versions_fall_back_to_describe_secret_and_stop_asking(
+    iam_moto: IamMoto,
+) -> None:
+    provider = spec(iam_moto.endpoint)
+    session = login(provider, iam_moto.describer)
+    calls = Calls()
+    ref = RemoteRef("guarded/db")
+
+    async def twice(client: SecretsClient) -> list[Mapping[RemoteRef, str]]:
+        return [await client.versions([ref]), await client.versions([ref])]
+
+    first, second = use(provider, session, twice, calls)
+
+    assert first == second
+    assert set(first) == {ref}
+    # Refused once: the same client asks DescribeSecret straight away from then on.
+    assert calls.seen == [
+        ("ListSecrets", "error"),
+        ("DescribeSecret", "success"),
+        ("DescribeSecret", "success"),
+    ]
 
 
 def test_assuming_a_role_without_permission_is_denied_at_login(iam_moto: IamMoto) -> None:

@@ -36,6 +36,13 @@ BATCH_CALLS = {
     "aws-parameterstore": ("GetParameters", math.ceil(BATCH / 10)),
 }
 
+# The calls versions() of the same BATCH keys must take, where the API lists or batches:
+# one ListSecrets answers for a page of names that share a prefix.
+VERSIONS_CALLS = {
+    "aws-secretsmanager": ("ListSecrets", math.ceil(BATCH / 100)),
+    "aws-parameterstore": ("GetParameters", math.ceil(BATCH / 10)),
+}
+
 T = TypeVar("T")
 
 
@@ -262,6 +269,23 @@ def test_a_batch_of_25_keys_comes_back_whole(target: ConformanceTarget) -> None:
         operation, expected = BATCH_CALLS[target.name]
         assert calls.count(operation) == expected, calls.seen
         assert len(calls.seen) == expected, calls.seen
+
+
+def test_versions_of_a_batch_of_25_keys_match_fetch_in_few_calls(target: ConformanceTarget) -> None:
+    prefix = target.prefix()
+    refs = [RemoteRef(f"{prefix}batch-{i:02d}") for i in range(BATCH)]
+    for i, ref in enumerate(refs):
+        target.put(ref.key, f"value-{i:02d}")
+    fetched = {ref: value_of(v).version for ref, v in fetch(target, refs).items()}
+    calls = Calls()
+
+    got = with_client(target, lambda client: client.versions(refs + refs[:3]), calls)
+
+    assert dict(got) == fetched
+    assert all(outcome == "success" for _, outcome in calls.seen), calls.seen
+    if target.name in VERSIONS_CALLS:
+        operation, expected = VERSIONS_CALLS[target.name]
+        assert calls.seen == [(operation, "success")] * expected, calls.seen
 
 
 def test_versions_match_fetch_and_move_with_a_new_value(target: ConformanceTarget) -> None:

@@ -42,6 +42,9 @@ CONCURRENCY = 16  # identity groups synced at once
 STORE_GRACE = 10.0  # seconds after start during which a missing store is not yet reported
 STORE_RECHECK = 3600.0  # a Ready store is checked again this often (and on evidence sooner)
 SWEEP_INTERVAL = 60.0  # expired sessions are dropped this often
+DRIFT_WINDOW = 600.0  # drift repaired more than DRIFT_FREE times in this window backs off
+DRIFT_FREE = 3
+DRIFT_KEPT = 16
 
 logger = logging.getLogger("secretsync.engine")
 
@@ -69,6 +72,7 @@ class SyncEntry:
     rollout_problems: dict[rollouts.Workload, str] = dataclasses.field(default_factory=dict)
     trigger: str | None = None  # what made it due, when not the timer (for the Event)
     served_by: tuple[str, int] | None = None  # (store, generation) of the last success
+    drift: list[float] = dataclasses.field(default_factory=list)  # recent repairs, for backoff
 
     @property
     def key(self) -> SyncKey:
@@ -250,10 +254,34 @@ class Engine:
             data = {k: base64.b64decode(v) for k, v in (body.get("data") or {}).items()}
             if hashing.data_hash(self._hmac_key, data) == sync.expected_hash:
                 return
-        logger.info(
-            "Secret %s/%s drifted from SecretSync %s; repairing", namespace, name, sync.name
+        self._repair(sync, name)
+
+    def _repair(self, sync: SyncEntry, secret: str) -> None:
+        """Repair drift now, unless another writer keeps changing the Secret: then back
+        off, so that two controllers do not fight with a write each per event."""
+        now = self._clock()
+        recent = [t for t in sync.drift if now - t < DRIFT_WINDOW]
+        sync.drift = [*recent[-DRIFT_KEPT:], now]
+        if len(sync.drift) <= DRIFT_FREE:
+            logger.info(
+                "Secret %s/%s drifted from SecretSync %s; repairing",
+                sync.namespace,
+                secret,
+                sync.name,
+            )
+            self._due_now(sync)
+            return
+        delay = schedule.backoff(len(sync.drift) - DRIFT_FREE, 0.0)
+        logger.warning(
+            "Secret %s/%s keeps being changed by another writer; SecretSync %s repairs it "
+            "again in %.0fs",
+            sync.namespace,
+            secret,
+            sync.name,
+            delay,
         )
-        self._due_now(sync)
+        if not sync.running and (sync.due is None or sync.due > now + delay):
+            self._schedule(sync, now + delay)
 
     # --- the loop ------------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Literal
 
-from secretsync.errors import ConfigError, KubeError
+from secretsync.errors import ConfigError, KubeConflictError, KubeError
 from secretsync.kube import Kube, Owner, SecretObject
 from secretsync.models.sync import Target
 
@@ -18,6 +18,7 @@ OWNER_ANNOTATION = "secretsync.io/secretsync"  # on Secrets the SecretSync manag
 MERGE_ANNOTATION = "secretsync.io/merged-by"
 
 WriteOutcome = Literal["created", "updated", "unchanged", "deleted"]
+CONFLICT_RETRIES = 3
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -58,7 +59,18 @@ def _covers(have: Mapping[str, str], want: Mapping[str, str]) -> bool:
 
 
 async def write(kube: Kube, t: SyncTarget, data: Mapping[str, bytes]) -> WriteOutcome:
-    """Make the target Secret hold the data; no API write when it already does."""
+    """Make the target Secret hold the data; no API write when it already does. Writes are
+    conditional on what was read: when another writer got in between (409), read again
+    and decide again, a few times, rather than fail the round."""
+    for _ in range(CONFLICT_RETRIES):
+        try:
+            return await _write_once(kube, t, data)
+        except KubeConflictError:
+            continue
+    return await _write_once(kube, t, data)
+
+
+async def _write_once(kube: Kube, t: SyncTarget, data: Mapping[str, bytes]) -> WriteOutcome:
     existing = await kube.get_secret(t.namespace, t.secret_name)
     policy = t.target.creation_policy
     if policy == "Merge":

@@ -22,7 +22,12 @@ import kubernetes
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from secretsync.errors import KubeError, KubeForbiddenError, KubeNotFoundError
+from secretsync.errors import (
+    KubeConflictError,
+    KubeError,
+    KubeForbiddenError,
+    KubeNotFoundError,
+)
 
 T = TypeVar("T")
 GROUP = "secretsync.io"
@@ -122,6 +127,8 @@ class Kube:
         except ApiException as exc:
             if exc.status == 404:
                 raise KubeNotFoundError(f"{what}: not found") from None
+            if exc.status == 409:
+                raise KubeConflictError(f"{what}: HTTP 409 {exc.reason}") from None
             if exc.status in (401, 403):
                 raise KubeForbiddenError(f"{what}: HTTP {exc.status} {exc.reason}") from None
             raise KubeError(f"{what}: HTTP {exc.status} {exc.reason}") from None

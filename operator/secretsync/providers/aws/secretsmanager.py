@@ -7,10 +7,10 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from secretsync.errors import ProviderError
+from secretsync.errors import AccessDeniedError, ProviderError
 from secretsync.models.remote import CallGate, FindQuery, RemoteRef, RemoteValue
 from secretsync.models.store import AwsProvider
-from secretsync.providers.aws import api, errors, matching
+from secretsync.providers.aws import api, errors, listing, matching
 from secretsync.providers.aws import credentials as aws_credentials
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     )
 
 BATCH_SIZE = 20  # BatchGetSecretValue's limit on SecretIdList
-LIST_PAGE_SIZE = 100  # ListSecrets' largest page
+LIST_PAGE_SIZE = listing.PAGE_SIZE  # ListSecrets' largest page
 CURRENT = "AWSCURRENT"
 
 # Version ids are UUIDs (unless a writer chose its own ClientRequestToken); anything
@@ -53,6 +53,22 @@ def _value(
     return ProviderError(f"AWS {operation} of {key!r}: the secret version holds no value")
 
 
+def _listable(key: str) -> bool:
+    """Whether a listing can answer for the key: a name the name filter takes. An ARN,
+    full or partial, may name a secret of another account (shared by its resource
+    policy), which this account's listing never shows; a name the filter refuses is
+    malformed anyway, and DescribeSecret says so."""
+    return not key.startswith("arn:") and bool(_FILTER_VALUE.match(key))
+
+
+def _version_at(versions: Mapping[str, Sequence[str]], stage: str) -> str | None:
+    """The version id that holds the staging label, if any does."""
+    for version_id, stages in versions.items():
+        if stage in stages:
+            return version_id
+    return None
+
+
 def _names_of(entry: SecretValueEntryTypeDef) -> set[str]:
     """Every way a ref may have named this secret: name, full ARN, partial ARN."""
     names = {entry.get("Name", ""), entry.get("ARN", "")}
@@ -73,6 +89,10 @@ class SecretsManager:
             make=aws_credentials.secretsmanager_client,
             gate=gate,
         )
+        # Cleared when AWS refuses ListSecrets to this session: the role was granted
+        # DescribeSecret only, and change checks keep to it rather than meet the same
+        # refusal every time.
+        self._may_list = True
 
     async def fetch(
         self, refs: Sequence[RemoteRef]
@@ -158,37 +178,134 @@ class SecretsManager:
         return _value(answer, operation=operation, key=ref.key)
 
     async def versions(self, refs: Sequence[RemoteRef]) -> Mapping[RemoteRef, str]:
-        """The version id each ref reads now, from DescribeSecret (which returns no value).
+        """The version id each ref reads now, without reading a value.
 
-        A ref pinned to a version id is its own answer (a version's value never changes).
-        Refs whose secret is missing, unreadable or malformed are left out: the engine
-        then fetches them and meets the error per ref. An outage or refused credentials
-        are raised.
+        Refs by name, current or pinned to a staging label, are answered by ListSecrets
+        (every secret's SecretVersionsToStages, 100 secrets a page; see listing.py for
+        how names become filters): about ceil(U/100) calls for U names that share a
+        few prefixes. A ref pinned to a version id is its own answer (a version's value
+        never changes). DescribeSecret, one call each, answers for ARNs, for names the
+        name filter refuses, for names a listing gave up on (its page budget ran out)
+        and for everything when the role may not call ListSecrets.
+
+        ListSecrets is eventually consistent: AWS says it might not reflect changes of
+        the last five minutes, where DescribeSecret is current. A rotation may then be
+        seen a check or a few late, and a version the engine has just read may look
+        moved until the listing catches up, each such check costing a needless sync of
+        that SecretSync; the refresh timer and change events remain the safety net.
+        That is the price of answering for 100 secrets a call instead of one.
+
+        ListSecrets is granted for the account as a whole: a secret this role may not
+        read still shows its versions, and the engine meets the denial when a version
+        moves and it fetches. Secrets missing or scheduled for deletion (ListSecrets
+        leaves those out) are left out, as are refs DescribeSecret fails for; an outage
+        or refused credentials are raised.
         """
         await self._api.client()  # a store that cannot build one fails as a whole
-        unique = list(dict.fromkeys(refs))
-        found = await api.gather_each(unique, self._version)
-        api.raise_session_errors(found)
-        return {
-            ref: version
-            for ref, version in zip(unique, found, strict=True)
+        result: dict[RemoteRef, str] = {}
+        listed: list[RemoteRef] = []
+        described: list[RemoteRef] = []
+        for ref in dict.fromkeys(refs):
+            if ref.version is not None and _is_version_id(ref.version):
+                result[ref] = ref.version
+            elif _listable(ref.key):
+                listed.append(ref)
+            else:
+                described.append(ref)
+        found, unanswered = await self._listed([ref.key for ref in listed])
+        for ref in listed:
+            if ref.key in unanswered:
+                described.append(ref)
+            elif ref.key in found:
+                version = _version_at(found[ref.key], ref.version or CURRENT)
+                if version is not None:
+                    result[ref] = version
+        answers = await api.gather_each(described, self._version)
+        api.raise_session_errors(answers)
+        result.update(
+            (ref, version)
+            for ref, version in zip(described, answers, strict=True)
             if isinstance(version, str)
-        }
+        )
+        return result
+
+    async def _listed(
+        self, names: Sequence[str]
+    ) -> tuple[dict[str, Mapping[str, Sequence[str]]], set[str]]:
+        """The SecretVersionsToStages of each name the listings found, and the names
+        they could not answer for, which are DescribeSecret's: broad listings first,
+        exact ones for what a broad one gave up on."""
+        found: dict[str, Mapping[str, Sequence[str]]] = {}
+        unanswered: set[str] = set()
+        plans = listing.broad(names)  # _listable: every name is a filter value
+        while plans:
+            if not self._may_list:
+                unanswered.update(name for plan in plans for name in plan.names)
+                break
+            outcomes = await api.gather_each(plans, self._list)
+            api.raise_session_errors(outcomes)
+            narrower: list[str] = []
+            for plan, outcome in zip(plans, outcomes, strict=True):
+                if isinstance(outcome, ProviderError):
+                    # Denied: the role lacks secretsmanager:ListSecrets. Anything else
+                    # (a filter AWS rejected): DescribeSecret still answers these names.
+                    if isinstance(outcome, AccessDeniedError):
+                        self._may_list = False
+                    unanswered.update(plan.names)
+                    continue
+                seen, finished = outcome
+                found.update(seen)
+                rest = plan.names - seen.keys()
+                if finished or not rest:
+                    continue  # what it did not show is missing (or too new for it)
+                if plan.exact:
+                    unanswered.update(rest)
+                else:
+                    narrower.extend(rest)
+            plans = listing.exact(narrower)
+        return found, unanswered
+
+    async def _list(
+        self, plan: listing.Listing
+    ) -> tuple[dict[str, Mapping[str, Sequence[str]]], bool]:
+        """The versions of the plan's names one ListSecrets query shows, and whether it
+        was followed to its end (False: its page budget ran out first)."""
+        client = await self._api.client()
+        filters: list[FilterTypeDef] = [{"Key": "name", "Values": list(plan.prefixes)}]
+        subject = next(iter(plan.names)) if len(plan.names) == 1 else f"{len(plan.names)} keys"
+        seen: dict[str, Mapping[str, Sequence[str]]] = {}
+        pages = 0
+        next_token = ""
+        while True:
+            request: ListSecretsRequestTypeDef = {"Filters": filters, "MaxResults": LIST_PAGE_SIZE}
+            if next_token:
+                request["NextToken"] = next_token
+            page = await self._api.call(
+                "ListSecrets", functools.partial(client.list_secrets, **request), key=subject
+            )
+            pages += 1
+            for entry in page.get("SecretList", []):
+                # A prefix also matches other secrets: only exact names count.
+                name = entry.get("Name", "")
+                if name in plan.names:
+                    seen[name] = entry.get("SecretVersionsToStages", {})
+            next_token = page.get("NextToken", "")
+            # Every name found: later pages could only hold secrets nobody asked for.
+            if not next_token or seen.keys() >= plan.names:
+                return seen, True
+            if pages >= plan.budget:
+                return seen, False
 
     async def _version(self, ref: RemoteRef) -> str | None:
-        if ref.version is not None and _is_version_id(ref.version):
-            return ref.version
         client = await self._api.client()
         described = await self._api.call(
             "DescribeSecret",
             functools.partial(client.describe_secret, SecretId=ref.key),
             key=ref.key,
         )
-        stage = ref.version or CURRENT
-        for version_id, stages in described.get("VersionIdsToStages", {}).items():
-            if stage in stages:
-                return version_id
-        return None
+        if described.get("DeletedDate"):
+            return None  # scheduled for deletion: fetch() calls it not found, as a listing does
+        return _version_at(described.get("VersionIdsToStages", {}), ref.version or CURRENT)
 
     async def find(self, query: FindQuery) -> Sequence[RemoteRef]:
         """ListSecrets narrowed on the server by name prefix and tags, then matched exactly

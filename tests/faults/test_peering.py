@@ -1,0 +1,304 @@
+"""Two replicas with kopf peering: one writer in steady state, a fast hand-over, no double
+write while they overlap; a replica that peering pauses (kopf's `freeze`: a peer of
+higher priority) stops calling providers and writing, and starts again when resumed.
+
+Before, the engine ran on by itself once kopf paused a replica's watches: a paused
+replica kept refreshing (provider calls) and could write."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import datetime
+import json
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import pytest
+
+from faults import world
+from faults.size import FULL
+from harness import delivery, devenv, faults, scenario, vaultsetup
+from harness import operator as op
+from harness.audit import WRITE_VERBS, AuditLog
+from harness.devenv import DevEnv
+from harness.processes import free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("faults_crds")]
+
+PEERING = "secretsync-faults"
+SA_NAMESPACE = "peering-replicas"
+SYNCS = 20
+
+
+@pytest.fixture(scope="module")
+def peering(faults_env: DevEnv) -> str:
+    faults_env.kubectl(
+        "apply", "-f", str(devenv.REPO / "charts/secretsync/crds/kopf.dev_peerings.yaml")
+    )
+    faults_env.wait_established("clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev")
+    scenario.apply(
+        faults_env,
+        {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": PEERING}},
+    )
+    return PEERING
+
+
+class Replica:
+    """One operator process of the group, as its own ServiceAccount (so the apiserver's
+    audit log tells the replicas' requests apart), with its probes and metrics."""
+
+    def __init__(self, env: DevEnv, name: str, log: Path) -> None:
+        self.name = name
+        self.user = f"system:serviceaccount:{SA_NAMESPACE}:replica-{name}"
+        self.kubeconfig = delivery.service_account_kubeconfig(
+            env, SA_NAMESPACE, f"replica-{name}", env.run_dir / f"kubeconfig-replica-{name}"
+        )
+        self.health, self.metrics = free_port(), free_port()
+        self.log = log
+
+    def role(self) -> str | None:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.health}/healthz", timeout=5
+            ) as resp:
+                return str(json.load(resp)["role"])
+        except OSError:
+            return None
+
+    def active_metric(self) -> float | None:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics}/metrics", timeout=5) as resp:
+            for line in resp.read().decode().splitlines():
+                if line.startswith("secretsync_active "):
+                    return float(line.split()[1])
+        return None
+
+    def reads(self) -> int:
+        return len(delivery.audit_records(self.log)) if self.log.exists() else 0
+
+
+def _replicas(env: DevEnv, api: Any, names: list[str]) -> list[Replica]:
+    core = kubernetes.client.CoreV1Api(api)
+    with contextlib.suppress(kubernetes.client.ApiException):
+        core.create_namespace(
+            kubernetes.client.V1Namespace(
+                metadata=kubernetes.client.V1ObjectMeta(name=SA_NAMESPACE)
+            )
+        )
+    for name in names:
+        scenario.service_account(api, SA_NAMESPACE, f"replica-{name}")
+    subjects = [
+        {"kind": "ServiceAccount", "name": f"replica-{n}", "namespace": SA_NAMESPACE} for n in names
+    ]
+    scenario.apply(
+        env,
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "peering-replicas-admin"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "cluster-admin",
+            },
+            "subjects": subjects,
+        },
+    )
+    return [Replica(env, n, env.run_dir / f"replica-{n}-{time.time_ns()}.log") for n in names]
+
+
+@contextlib.contextmanager
+def _run(env: DevEnv, replica: Replica) -> Iterator[Any]:
+    with op.running(
+        env,
+        replica.log,
+        "--peering",
+        PEERING,
+        "--health-port",
+        str(replica.health),
+        kubeconfig=replica.kubeconfig,
+        metrics_port=replica.metrics,
+        extra_env={"POD_ID": f"replica-{replica.name}"},
+    ) as proc:
+        yield proc
+
+
+def _writes(audit: AuditLog, start: float, end: float, ns: str) -> collections.Counter[str]:
+    """Writes on Secrets and SecretSync statuses of the namespace, by user."""
+    return collections.Counter(
+        r.user
+        for r in audit.requests(start, end, namespace_prefix=ns, operator_only=False)
+        if r.verb in WRITE_VERBS and r.resource in ("secrets", "secretsyncs/status")
+    )
+
+
+def _peers(api: Any) -> dict[str, Any]:
+    obj: Any = kubernetes.client.CustomObjectsApi(api).get_cluster_custom_object(
+        "kopf.dev", "v1", "clusterkopfpeerings", PEERING
+    )
+    return dict(obj.get("status") or {})
+
+
+def _rotate(env: DevEnv, ns: str, i: int, values: set[bytes]) -> str:
+    secret = world.value()
+    values.add(secret.encode())
+    vaultsetup.put(env, f"{ns}/k{i}", {"p": secret})
+    return secret
+
+
+def test_one_writer_a_quick_hand_over_and_no_double_write(
+    peering: str,
+    faults_env: DevEnv,
+    faults_api: Any,
+    faults_values: set[bytes],
+    figures: Callable[..., None],
+) -> None:
+    a, b = _replicas(faults_env, faults_api, ["a", "b"])
+    ns = world.vault_team(faults_env, faults_api, "peers", server=faults_env.vault_addr)
+    for i in range(SYNCS):
+        _rotate(faults_env, ns, i, faults_values)
+    assert faults_env.audit_log is not None
+    audit = AuditLog(faults_env.audit_log)
+    with contextlib.ExitStack() as b_running:
+        with _run(faults_env, a):
+            world.wait_for(lambda: a.role() == "active", 30)
+            b_running.enter_context(_run(faults_env, b))
+            world.wait_for(lambda: set(_peers(faults_api)) >= {"replica-a", "replica-b"}, 30)
+            world.wait_for(lambda: b.role() == "standby", 30)
+            world.apply_many(
+                faults_env,
+                [world.sync(ns, f"s{i}", f"{ns}/k{i}", refresh="5s") for i in range(SYNCS)],
+            )
+            world.wait_all(faults_api, ns, SYNCS, timeout=60)
+            steady = time.time()
+            for round_ in range(4):  # changes to write, and refreshes every 5 s
+                _rotate(faults_env, ns, round_, faults_values)
+                time.sleep(3)
+            world.wait_for(lambda: not world.unsynced(faults_api, ns), 30)
+            time.sleep(2)
+            by_user = _writes(audit, steady, time.time(), ns)
+            assert by_user[a.user] > 0
+            assert by_user[b.user] == 0, "the standby wrote"
+            assert b.reads() == 0, "the standby read from the provider"
+            assert b.active_metric() == 0.0
+            new = _rotate(faults_env, ns, 7, faults_values)
+            stopped = time.monotonic()
+            overlap = time.time()
+        # a has stopped (SIGTERM: a rolling update, a drain): b takes over and syncs.
+        world.wait_for(
+            lambda: scenario.secret_data(faults_api, ns, "s7") == {"value": new.encode()}, 90
+        )
+        handed_over = time.monotonic() - stopped
+        assert b.role() == "active"
+        time.sleep(6)
+        writes = [
+            r.name
+            for r in audit.requests(
+                overlap - 1, time.time(), namespace_prefix=ns, operator_only=False
+            )
+            if r.resource == "secrets" and r.verb in WRITE_VERBS
+        ]
+    figures(
+        "two replicas: steady state, then the active one stops",
+        secretsyncs=SYNCS,
+        steady_writes_active=by_user[a.user],
+        steady_writes_standby=by_user[b.user],
+        standby_provider_reads=0,
+        hand_over_to_first_sync_s=round(handed_over, 1),
+        secret_writes_during_overlap=len(writes),
+    )
+    assert collections.Counter(writes)["s7"] == 1, writes
+    assert writes == ["s7"], f"Secrets written during the hand-over: {writes}"
+
+
+def test_a_frozen_replica_stops_acting_and_a_resumed_one_acts_again(
+    peering: str,
+    faults_env: DevEnv,
+    faults_api: Any,
+    faults_values: set[bytes],
+    figures: Callable[..., None],
+) -> None:
+    (c,) = _replicas(faults_env, faults_api, ["c"])
+    ns = world.vault_team(faults_env, faults_api, "freeze", server=faults_env.vault_addr)
+    for i in range(3):
+        _rotate(faults_env, ns, i, faults_values)
+    assert faults_env.audit_log is not None
+    audit = AuditLog(faults_env.audit_log)
+    custom = kubernetes.client.CustomObjectsApi(faults_api)
+
+    def freeze(on: bool) -> None:
+        # What `kopf freeze` does: a peer of higher priority appears in the group.
+        now = datetime.datetime.now(datetime.UTC).isoformat()
+        entry = {"priority": 2**62, "lifetime": 600, "lastseen": now} if on else None
+        custom.patch_cluster_custom_object(
+            "kopf.dev", "v1", "clusterkopfpeerings", PEERING, {"status": {"freezer": entry}}
+        )
+
+    with _run(faults_env, c):
+        world.wait_for(lambda: "Resuming operations" in c.log.read_text(), 30)
+        world.apply_many(
+            faults_env, [world.sync(ns, f"s{i}", f"{ns}/k{i}", refresh="3s") for i in range(3)]
+        )
+        world.wait_all(faults_api, ns, 3, timeout=60)
+        freeze(True)
+        # kopf says when it pauses the watches; the engine follows within its poll.
+        world.wait_for(lambda: "Pausing operations" in c.log.read_text(), 30)
+        time.sleep(6)  # the engine's peering poll is 5 s
+        reads_before, start = c.reads(), time.time()
+        frozen_value = _rotate(faults_env, ns, 0, faults_values)
+        time.sleep(12)  # four refresh intervals
+        reads_frozen = c.reads() - reads_before
+        writes = _writes(audit, start, time.time(), ns)[c.user]
+        assert reads_frozen == 0, "the paused replica read from the provider"
+        assert writes == 0, "the paused replica wrote"
+        assert scenario.secret_data(faults_api, ns, "s0") != {"value": frozen_value.encode()}
+        assert c.role() == "standby"
+        assert c.active_metric() == 0.0
+        freeze(False)
+        resumed_at = time.monotonic()
+        world.wait_for(
+            lambda: scenario.secret_data(faults_api, ns, "s0") == {"value": frozen_value.encode()},
+            60,
+        )
+        resumed_after = time.monotonic() - resumed_at
+        assert c.role() == "active"
+    figures(
+        "a replica paused by peering (kopf freeze), then resumed",
+        provider_reads_while_paused=reads_frozen,
+        writes_while_paused=writes,
+        synced_after_resume_s=round(resumed_after, 1),
+    )
+    assert reads_frozen == 0
+    assert writes == 0
+
+
+if FULL:
+
+    def test_a_killed_active_replica_is_replaced_within_its_heartbeat_lifetime(
+        peering: str,
+        faults_env: DevEnv,
+        faults_api: Any,
+        faults_values: set[bytes],
+        figures: Callable[..., None],
+    ) -> None:
+        d, e = _replicas(faults_env, faults_api, ["d", "e"])
+        ns = world.vault_team(faults_env, faults_api, "killed", server=faults_env.vault_addr)
+        _rotate(faults_env, ns, 0, faults_values)
+        with _run(faults_env, d) as proc, _run(faults_env, e):
+            world.wait_for(lambda: d.role() == "active" and e.role() == "standby", 60)
+            scenario.apply(faults_env, world.sync(ns, "s0", f"{ns}/k0", refresh="5s"))
+            world.wait_all(faults_api, ns, 1, timeout=60)
+            new = _rotate(faults_env, ns, 0, faults_values)
+            faults.kill(proc)  # no goodbye: its heartbeat must lapse first
+            killed = time.monotonic()
+            world.wait_for(
+                lambda: scenario.secret_data(faults_api, ns, "s0") == {"value": new.encode()},
+                150,
+            )
+            took = time.monotonic() - killed
+        figures("the active replica is SIGKILLed", hand_over_to_first_sync_s=round(took, 1))
+        assert took <= 90
