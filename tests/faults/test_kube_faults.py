@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,15 +20,17 @@ import pytest
 
 from faults import world
 from faults.size import FULL
-from harness import faults, vaultsetup
+from harness import faults, scenario, vaultsetup
 from harness import operator as op
 from harness.devenv import DevEnv
 from harness.faultproxy import FaultProxy
+from harness.processes import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("faults_crds")]
 
 STATUS_PATCH = r"^PATCH /apis/secretsync\.io/v1alpha1/namespaces/[^/]+/secretsyncs/[^/]+/status"
 CONVERGE = 60.0  # seconds after the fault ends: a few status retries (capped at 30 s)
+STALL_BOUND = 110.0  # kopf's 70 s inactivity timeout, a reconnect, a sync
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +143,72 @@ def test_an_apiserver_restart_while_secretsyncs_are_created_loses_nothing(
     assert sorted(s.metadata.name for s in secrets) == sorted(f"s{i}" for i in range(count))
     owners = [len(s.metadata.owner_references or []) for s in secrets]
     assert set(owners) == {1}
+
+
+def test_watches_that_expire_or_go_silent_recover_and_nothing_is_missed(
+    faults_env: DevEnv,
+    faults_api: Any,
+    faults_log: Path,
+    faults_values: set[bytes],
+    plane: faults.ControlPlane,
+    figures: Callable[..., None],
+) -> None:
+    ns = world.vault_team(faults_env, faults_api, "watch", server=faults_env.vault_addr)
+    _values(faults_env, ns, 3, faults_values)
+    proxy = faults.apiserver_proxy(faults_env, plane)
+    try:
+        with op.running(faults_env, faults_log, kubeconfig=proxy.kubeconfig) as proc:
+            scenario.apply(faults_env, world.sync(ns, "s0", f"{ns}/k0"))
+            world.wait_all(faults_api, ns, 1, timeout=60)
+            # 410 Gone: etcd compacted past every resourceVersion the watches hold.
+            faults.force_gone(plane)
+            scenario.apply(faults_env, world.sync(ns, "s1", f"{ns}/k1"))
+            gone = world.wait_all(faults_api, ns, 2, timeout=CONVERGE)
+            # A silent watch: the connection stays open, nothing arrives. kopf's watches
+            # ask for bookmarks (every minute) and reconnect after 70 s of silence.
+            stalled = proxy.stall()
+            assert stalled >= 4, proxy.connections()
+            scenario.apply(faults_env, world.sync(ns, "s2", f"{ns}/k2"))
+            silent = world.wait_all(faults_api, ns, 3, timeout=STALL_BOUND)
+            assert proc.poll() is None
+    finally:
+        proxy.close()
+    figures(
+        "watches: 410 Gone, then silently stalled",
+        synced_after_410_s=round(gone, 1),
+        stalled_watches=stalled,
+        synced_despite_stall_s=round(silent, 1),
+        stall_bound_s=STALL_BOUND,
+    )
+
+
+def test_readiness_follows_the_api(
+    faults_env: DevEnv, faults_log: Path, plane: faults.ControlPlane, figures: Callable[..., None]
+) -> None:
+    health = free_port()
+    url = f"http://127.0.0.1:{health}/readyz"
+    with op.running(faults_env, faults_log, "--health-port", str(health)) as proc:
+        world.wait_for(lambda: _status(url) == 200, 30)
+        with plane.stopped(faults.APISERVER):
+            lost = time.monotonic()
+            world.wait_for(lambda: _status(url) == 503, 30)
+            unready = time.monotonic() - lost
+        back = time.monotonic()
+        world.wait_for(lambda: _status(url) == 200, 60)
+        ready = time.monotonic() - back
+        assert proc.poll() is None
+    figures(
+        "readiness when the operator loses the API",
+        unready_after_s=round(unready, 1),
+        ready_again_after_s=round(ready, 1),
+    )
+
+
+def _status(url: str) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 - loopback
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return None

@@ -122,7 +122,12 @@ def wait_all(api: Any, ns: str, count: int, *, timeout: float, reason: str = "Sy
         kube.eventually(done, timeout=timeout, what=f"{count} SecretSyncs in {ns} to be {reason}")
     except TimeoutError as exc:
         left = unsynced(api, ns, reason=reason)
-        raise TimeoutError(f"{exc}: {len(left)} are not, e.g. {left[:5]}") from None
+        sample = {
+            o["metadata"]["name"]: scenario.ready(o)
+            for o in syncs_in(api, ns)
+            if o["metadata"]["name"] in left[:3]
+        }
+        raise TimeoutError(f"{exc}: {len(left)} are not, e.g. {sample}") from None
     return time.monotonic() - start
 
 

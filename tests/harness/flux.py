@@ -181,10 +181,18 @@ class Flux:
         (plural, singular or short names, as kubectl takes them): for each a dict with
         apiVersion, kind, namespace, name, status (Current, InProgress, Failed,
         Terminating, NotFound), message and the conditions kstatus derives."""
-        args = [f"--kubeconfig={self.kubeconfig}"]
-        if namespace:
-            args.append(f"-n={namespace}")
-        return _run_kstatus(self.binaries, [*args, *refs])
+        return kstatus_live(self.binaries, self.kubeconfig, *refs, namespace=namespace)
+
+
+def kstatus_live(
+    binaries: FluxBinaries, kubeconfig: Path, *refs: str, namespace: str | None = None
+) -> list[dict[str, Any]]:
+    """kstatus's computed status of live objects, as `Flux.kstatus` gives it, without the
+    controllers running (the program needs only the build)."""
+    args = [f"--kubeconfig={kubeconfig}"]
+    if namespace:
+        args.append(f"-n={namespace}")
+    return _run_kstatus(binaries, [*args, *refs])
 
 
 def kstatus_of(binaries: FluxBinaries, *objects: Mapping[str, Any]) -> list[dict[str, Any]]:

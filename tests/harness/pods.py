@@ -26,7 +26,7 @@ from harness.devenv import DevEnv
 
 HEALTH_PORT = 8081  # the chart's health.port
 METRICS_PORT = 8080  # the chart's metrics.port
-PROBE_TIMEOUT = 2.0
+PROBE_TIMEOUT = 1.0  # a Pod that is stopping may not answer at all
 SCRIPT_POD_TIMEOUT = 120.0
 # The hardened settings the chart gives the operator, for helper Pods of the same image.
 POD_SECURITY = {
@@ -179,6 +179,11 @@ def _cgroup_dir(env: DevEnv, pod: PodInfo) -> Path:
     return found[0]
 
 
+def container_pids(env: DevEnv, pod: PodInfo) -> list[int]:
+    """The host pids of the operator container's processes."""
+    return [int(p) for p in (_cgroup_dir(env, pod) / "cgroup.procs").read_text().split()]
+
+
 def memory(env: DevEnv, pod: PodInfo) -> Memory:
     """The operator container's memory counters, read from the node's cgroup files."""
     folder = _cgroup_dir(env, pod)
@@ -273,7 +278,9 @@ def run_script(
     env.kubectl("apply", "-f", "-", input_text=json.dumps(pod))
 
     def finished() -> str | None:
-        phase = core.read_namespaced_pod(name, namespace).status.phase
+        # Typed loosely: the client's models make every field optional.
+        read: Any = core.read_namespaced_pod(name, namespace)
+        phase = read.status.phase
         return phase if phase in ("Succeeded", "Failed") else None
 
     try:

@@ -59,6 +59,7 @@ class Team:
     namespace: str
     # SecretSync name -> (target Secret name, the data it must hold)
     expected: dict[str, tuple[str, dict[str, bytes]]] = dataclasses.field(default_factory=dict)
+    aws_syncs: set[str] = dataclasses.field(default_factory=set)  # the others read Vault
 
     @property
     def api(self) -> Any:
@@ -99,7 +100,9 @@ class Team:
             {
                 "refreshInterval": "1h",
                 "target": {"name": f"{name}-credentials"},
-                "data": [{"secretKey": "password", "remoteRef": {"key": key, "property": "password"}}],
+                "data": [
+                    {"secretKey": "password", "remoteRef": {"key": key, "property": "password"}}
+                ],
                 "dataFrom": [{"extract": {"key": f"{self.namespace}/{name}-conn"}}],
             },
             store="aws",
@@ -130,6 +133,7 @@ class Team:
         put_aws(self.env, f"{self.namespace}/{name}-conn", json.dumps(conn))
         data = {"password": password.encode(), **{k: v.encode() for k, v in conn.items()}}
         self.expected[name] = (f"{name}-credentials", data)
+        self.aws_syncs.add(name)
         return data
 
     def seed_vault(self, name: str) -> dict[str, bytes]:
@@ -147,7 +151,9 @@ class Team:
     def wait_synced(self, *names: str, timeout: float = 90) -> dict[str, dict[str, Any]]:
         """Wait until each SecretSync is Ready=True, Synced, at its generation; returns them."""
         return {
-            name: scenario.wait_for_reason(self.api, self.namespace, name, "Synced", timeout=timeout)
+            name: scenario.wait_for_reason(
+                self.api, self.namespace, name, "Synced", timeout=timeout
+            )
             for name in names or tuple(self.expected)
         }
 

@@ -28,6 +28,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 
 from harness.awsproxy import AwsRecordingProxy
 from harness.devenv import AWS_REGION, DevEnv
+from harness.faultproxy import Throttle
 from harness.processes import Processes, free_port, http_ok
 from harness.targets.aws import ACCOUNT, admin_secretsmanager, admin_ssm, dummy_token
 from secretsync.errors import (
@@ -554,7 +555,7 @@ def test_versions_answer_stages_arns_version_ids_and_missing_keys_each_their_way
     created = sm.create_secret(Name=prefix + "by-arn", SecretString="v")
     arn, other = created["ARN"], created["VersionId"]
     partial = arn.rsplit("-", 1)[0]
-    sm.create_secret(Name=prefix + "deleted", SecretString="v")
+    deleted_arn = sm.create_secret(Name=prefix + "deleted", SecretString="v")["ARN"]
     sm.delete_secret(SecretId=prefix + "deleted", RecoveryWindowInDays=7)
     answered = {
         RemoteRef(key): current,
@@ -569,6 +570,7 @@ def test_versions_answer_stages_arns_version_ids_and_missing_keys_each_their_way
         RemoteRef(prefix + "missing"),
         RemoteRef(key, "no-such-stage"),
         RemoteRef(prefix + "deleted"),  # scheduled for deletion: fetch() says not found
+        RemoteRef(deleted_arn),
         RemoteRef(prefix + "not a name!"),  # no name the filter takes: DescribeSecret's
         RemoteRef(arn + "x"),
     ]
@@ -579,7 +581,7 @@ def test_versions_answer_stages_arns_version_ids_and_missing_keys_each_their_way
 
     assert got == answered
     # One listing for every name; DescribeSecret only for the ARNs and the odd name.
-    assert sent == {"ListSecrets": 1, "DescribeSecret": 4}, sent
+    assert sent == {"ListSecrets": 1, "DescribeSecret": 5}, sent
 
 
 def test_a_rotated_secret_shows_its_new_current_version(
@@ -627,11 +629,28 @@ def test_a_prefix_shared_with_many_other_secrets_gives_way_to_exact_listings(
     assert sent == {"ListSecrets": 4}, sent
 
 
+def test_a_name_that_begins_hundreds_of_others_is_described_after_one_page(
+    sm: SecretsManagerClient,
+    prefix: str,
+    aws: AwsRecordingProxy,
+    sm_recorded: tuple[AwsProvider, Session],
+) -> None:
+    create_secrets(sm, [f"{prefix}app-{i:03d}" for i in range(300)])  # listed first by moto
+    expected = create_secrets(sm, [prefix + "app"])
+    ref = RemoteRef(prefix + "app")
+
+    got, sent = on_the_wire(
+        aws, sm_recorded[1], lambda: use(*sm_recorded, lambda c: c.versions([ref]))
+    )
+
+    assert got == {ref: expected[ref.key]}
+    # The exact listing's budget is what DescribeSecret would cost: one page, not four.
+    assert sent == {"ListSecrets": 1, "DescribeSecret": 1}, sent
+
+
 def test_versions_raise_an_outage_of_the_listing(
     prefix: str, aws: AwsRecordingProxy, sm_recorded: tuple[AwsProvider, Session]
 ) -> None:
-    from harness.faultproxy import Throttle
-
     with aws.inject(Throttle(), action="ListSecrets"), pytest.raises(ProviderUnavailableError):
         use(*sm_recorded, lambda c: c.versions([RemoteRef(prefix + "any")]))
 

@@ -185,8 +185,8 @@ class SecretsManager:
         how names become filters): about ceil(U/100) calls for U names that share a
         few prefixes. A ref pinned to a version id is its own answer (a version's value
         never changes). DescribeSecret, one call each, answers for ARNs, for names the
-        name filter refuses, for names a listing gave up on (its page budget ran out)
-        and for everything when the role may not call ListSecrets.
+        name filter refuses, for names even an exact listing gave up on (its page
+        budget ran out) and for everything once AWS refused this session ListSecrets.
 
         ListSecrets is eventually consistent: AWS says it might not reflect changes of
         the last five minutes, where DescribeSecret is current. A rotation may then be
@@ -257,7 +257,9 @@ class SecretsManager:
                 found.update(seen)
                 rest = plan.names - seen.keys()
                 if finished or not rest:
-                    continue  # what it did not show is missing (or too new for it)
+                    # A name a finished listing did not show is missing (or too new
+                    # for the listing): left out, as DescribeSecret's error would be.
+                    continue
                 if plan.exact:
                     unanswered.update(rest)
                 else:
