@@ -247,8 +247,12 @@ def test_metrics_and_webhook_services_answer_another_pod_and_the_webhook_syncs_a
 # --- upgrades ----------------------------------------------------------------------------------
 
 
+def _pods(api: Any, release: releases.Release) -> list[pods.PodInfo]:
+    return pods.list_pods(api, release.namespace, release.selector)
+
+
 def _names(api: Any, release: releases.Release) -> set[str]:
-    return {p.name for p in pods.list_pods(api, release.namespace, release.selector)}
+    return {p.name for p in _pods(api, release)}
 
 
 def _deployment_args(release: releases.Release) -> list[str]:
@@ -279,11 +283,12 @@ def test_helm_upgrade_of_a_value_and_of_the_image_keeps_one_active_replica_and_e
     ) as watch:
         value_seconds = release.upgrade("logging.level=debug")
         image_seconds = release.upgrade(f"image.tag={RETAG}")
-        # Until the old Pods are gone, not only until the new ones are Ready.
+        # `--wait` returns once the new Pods are Ready; the rollout ends when the old
+        # ones (of both earlier revisions) are gone too.
         kube.eventually(
-            lambda: not before & _names(api, release),
+            lambda: {(p.image, p.terminating) for p in _pods(api, release)} == {(retagged, False)},
             timeout=120,
-            what="the Pods from before the upgrades to be gone",
+            what=f"only Pods of {retagged} left",
         )
     summary = watch.summary
     assert summary is not None

@@ -131,8 +131,16 @@ def wait_all(api: Any, ns: str, count: int, *, timeout: float, reason: str = "Sy
     return time.monotonic() - start
 
 
-def wait_for(probe: Callable[[], bool], timeout: float) -> None:
-    kube.eventually(probe, timeout=timeout, what="the condition")
+def wait_for(
+    probe: Callable[[], bool], timeout: float, *, state: Callable[[], object] | None = None
+) -> None:
+    """Wait until the probe says yes; on a timeout, say what `state` shows then."""
+    try:
+        kube.eventually(probe, timeout=timeout, what="the condition")
+    except TimeoutError as exc:
+        if state is None:
+            raise
+        raise TimeoutError(f"{exc}; state: {state()}") from None
 
 
 def managed_secrets(api: Any, ns: str) -> list[Any]:

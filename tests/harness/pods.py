@@ -52,7 +52,7 @@ class PodInfo:
     ready: bool
     terminating: bool
     restarts: int
-    image: str
+    image: str  # what the Pod asks for (the spec's), not the runtime's name of its image
     container_id: str | None  # without the runtime's prefix
     last_terminated: str | None  # the reason of the container's previous exit, if any
 
@@ -74,7 +74,7 @@ def _info(pod: Any) -> PodInfo:
         ready=conditions.get("Ready") == "True",
         terminating=pod.metadata.deletion_timestamp is not None,
         restarts=sum(s.restart_count for s in statuses),
-        image=first.image if first else pod.spec.containers[0].image,
+        image=pod.spec.containers[0].image,
         container_id=_container_id(first.container_id if first else None),
         last_terminated=last.reason if last else None,
     )
@@ -182,6 +182,17 @@ def _cgroup_dir(env: DevEnv, pod: PodInfo) -> Path:
 def container_pids(env: DevEnv, pod: PodInfo) -> list[int]:
     """The host pids of the operator container's processes."""
     return [int(p) for p in (_cgroup_dir(env, pod) / "cgroup.procs").read_text().split()]
+
+
+def root_read_only(env: DevEnv, pod: PodInfo) -> bool:
+    """Whether the operator container's root filesystem is mounted read-only, as its own
+    process sees it (/proc/PID/mounts from the host)."""
+    pid = container_pids(env, pod)[0]
+    for line in Path(f"/proc/{pid}/mounts").read_text().splitlines():
+        _, point, _, options, *_ = line.split()
+        if point == "/":
+            return "ro" in options.split(",")
+    raise RuntimeError(f"{pod.name}: no root mount in /proc/{pid}/mounts")
 
 
 def memory(env: DevEnv, pod: PodInfo) -> Memory:

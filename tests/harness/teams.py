@@ -158,9 +158,10 @@ class Team:
         }
 
 
-def create(env: DevEnv, namespace: str, *, with_syncs: bool = True) -> Team:
-    """The namespace, its ServiceAccount, its Vault policy and role, both SecretStores and,
-    with `with_syncs`, SecretSync `db` (AWS) and `api` (Vault) with seeded values."""
+def create(env: DevEnv, namespace: str, *, stores: bool = True, syncs: bool = True) -> Team:
+    """The namespace, its ServiceAccount, its Vault policy and role; with `stores` both
+    SecretStores and with `syncs` SecretSync `db` (AWS) and `api` (Vault), seeded. (Without
+    them, they are for the caller to apply, e.g. from Git.)"""
     api = env.api_client()
     try:
         kubernetes.client.CoreV1Api(api).create_namespace(
@@ -171,8 +172,9 @@ def create(env: DevEnv, namespace: str, *, with_syncs: bool = True) -> Team:
             raise
     vaultsetup.bind_namespace(env, api, namespace)  # also creates ServiceAccount `sync`
     team = Team(env=env, namespace=namespace)
-    scenario.apply(env, team.aws_store(), team.vault_store())
-    if with_syncs:
+    if stores:
+        scenario.apply(env, team.aws_store(), team.vault_store())
+    if syncs:
         team.seed_aws("db")
         team.seed_vault("api")
         scenario.apply(env, team.aws_sync("db"), team.vault_sync("api"))

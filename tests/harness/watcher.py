@@ -10,6 +10,7 @@ acted, which sampling can only approximate.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import datetime
@@ -93,10 +94,14 @@ class Watcher:
         at = time.monotonic() - self._begun
         listed = pods.list_pods(self._api, self._namespace, self._selector)
         ready = sum(1 for p in listed if p.ready and not p.terminating)
+        # All Pods at once: asked one after the other, two answers could straddle a
+        # hand-over and look like two active replicas.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(listed))) as pool:
+            answers = list(pool.map(lambda p: pods.role(p.ip), listed))
         active = tuple(
             p.name + (" (terminating)" if p.terminating else "")
-            for p in listed
-            if pods.role(p.ip) == "active"
+            for p, role in zip(listed, answers, strict=True)
+            if role == "active"
         )
         problems = self._team_problems() if self._team else []
         return Sample(at=at, ready_pods=ready, active=active, problems=tuple(problems))

@@ -34,6 +34,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness import kube, scenario
+from harness.awsevents import cloudtrail_detail
 from harness.awsproxy import AwsRecordingProxy
 from harness.devenv import REPO, DevEnv
 from integration.test_aws_sync import ACCOUNT, aws_store, client, role, sync
@@ -126,35 +127,6 @@ def put_event(
         ]
     )
     assert answer["FailedEntryCount"] == 0, answer
-
-
-def cloudtrail_detail(
-    name: str, request: dict[str, Any], response: dict[str, Any] | None, *, account: str = ACCOUNT
-) -> dict[str, Any]:
-    """The `detail` of an 'AWS API Call via CloudTrail' event of Secrets Manager."""
-    return {
-        "eventVersion": "1.09",
-        "userIdentity": {
-            "type": "AssumedRole",
-            "arn": f"arn:aws:sts::{account}:assumed-role/rotator/rotation",
-            "accountId": account,
-        },
-        "eventTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "eventSource": "secretsmanager.amazonaws.com",
-        "eventName": name,
-        "awsRegion": REGION,
-        "sourceIPAddress": "203.0.113.7",
-        "userAgent": "aws-cli/2.17",
-        "requestParameters": request,
-        "responseElements": response,
-        "requestID": str(uuid.uuid4()),
-        "eventID": str(uuid.uuid4()),
-        "readOnly": False,
-        "eventType": "AwsApiCall",
-        "managementEvent": True,
-        "recipientAccountId": account,
-        "eventCategory": "Management",
-    }
 
 
 def put_secret_value_event(env: DevEnv, route: EventRoute, name: str, answer: Any) -> None:

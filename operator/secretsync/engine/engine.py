@@ -194,6 +194,7 @@ class Engine:
         self.stores.put(entry)
         if old is not None:
             self.runner.forget(old.key)  # sessions of the old spec
+            old.recheck.set()  # its check task wakes up, sees it replaced, and ends
         if self._active:
             self._start_store(entry)
         # New or changed: its SecretSyncs sync now (those that found no store, or
@@ -205,6 +206,7 @@ class Engine:
     def forget_store(self, kind: str, namespace: str, name: str) -> None:
         old = self.stores.remove(kind, namespace, name)
         if old is not None:
+            old.recheck.set()  # its check task wakes up, sees it gone, and ends
             self.events.drop(old.key)
             self.runner.drop_store(old.key)
             self.reporter.forget(kind, namespace, name)
