@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)/tests
 
-.PHONY: setup tools test unit lint crds manifests image-check demo bench bench-smoke devenv-up devenv-down clean
+.PHONY: setup tools node-debs test faults unit lint crds manifests image-check demo bench bench-smoke devenv-up devenv-down clean
 
 ## setup: the virtualenv with the package (editable) and the test tools, pinned by constraints.txt
 setup: $(VENV)/.installed
@@ -14,9 +14,14 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e . --group dev
 	touch $@
 
-## tools: build (or find cached) kube-apiserver, kube-controller-manager, kubectl, etcd, helm
+## tools: build (or find cached) kube-apiserver, kube-controller-manager, kubectl, etcd, helm,
+## and the node's kubelet, kube-scheduler, containerd and pause
 tools:
-	bash tools/build.sh >/dev/null
+	bash tools/build.sh --node >/dev/null
+
+## node-debs: the Debian packages the node and the image build need (root; tools/node/install-debs.sh)
+node-debs:
+	bash tools/node/install-debs.sh
 
 ## flux-tools: build (or find cached) Flux's source-controller, kustomize-controller and
 ## tools/flux/kstatus, with the Flux CRDs (tests/integration/test_flux.py)
@@ -24,9 +29,15 @@ tools:
 flux-tools:
 	bash tools/flux/build.sh >/dev/null
 
-## test: every test, against a local control plane, OpenBao and moto started for the run
-test: setup tools
+## test: every test, against a local control plane, OpenBao and moto started for the run (and
+## a node running the operator's image; the fault suite at CI size)
+test: setup tools flux-tools image
 	$(PY) -m pytest
+
+## faults: the fault suite at full size and length (about 30 minutes), then docs/reliability.md
+faults: setup tools
+	SECRETSYNC_FAULTS=full $(PY) -m pytest tests/faults
+	$(PY) -m faults.report
 
 ## unit: the fast tests only
 unit: setup
@@ -56,12 +67,14 @@ image-check: setup
 ## check it and export it for the local node (tools/image/build.sh; packages:
 ## tools/node/install-debs.sh)
 .PHONY: image
-image:
+image: setup node-debs
 	bash tools/image/build.sh
 
-## demo: the product end to end on the local environment (or SECRETSYNC_TEST_KUBECONFIG's cluster)
+## demo: the product end to end on the local environment (or SECRETSYNC_TEST_KUBECONFIG's cluster);
+## NODE=1: the chart's Pods on a local node do it (root; tools/node/install-debs.sh); KEEP=1:
+## leave the environment running
 demo: setup tools
-	$(PY) -m harness.demo
+	$(PY) -m harness.demo $(if $(NODE),--node) $(if $(KEEP),--keep)
 
 ## bench: every benchmark at full size (N = 1,000 and 10,000; about 20 minutes on two cores);
 ## writes bench/results.json, docs/benchmarks.md and docs/benchmarks/*.png

@@ -34,7 +34,7 @@ import pytest
 import yaml
 
 from e2e.support import Figures
-from harness import delivery, flux, kube, pods, proofs, scenario, teams
+from harness import delivery, flux, pods, proofs, releases, scenario, teams
 from harness.devenv import DevEnv
 from harness.processes import EnvError
 
@@ -87,14 +87,7 @@ def flux_on_node(node_env: DevEnv, figures: Figures) -> Iterator[flux.Flux]:
         flux.stop(running, node_env)
         node_env.kubectl("delete", "-k", str(delivery.KUSTOMIZE / "operator"), "--ignore-not-found")
         pods.wait_gone(node_env.api_client(), OPERATOR_NAMESPACE, SELECTOR)
-        kube.eventually(
-            lambda: (
-                node_env.kubectl("get", "namespace", OPERATOR_NAMESPACE, check=False).returncode
-                != 0
-            ),
-            timeout=120,
-            what=f"namespace {OPERATOR_NAMESPACE} to be gone",
-        )
+        releases.wait_namespace_gone(node_env, OPERATOR_NAMESPACE)
 
 
 def _remove_without_pruning(env: DevEnv) -> None:

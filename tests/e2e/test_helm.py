@@ -269,8 +269,8 @@ def test_helm_upgrade_of_a_value_and_of_the_image_keeps_one_active_replica_and_e
     )
     assert summary.errors == [], summary.errors
     assert summary.problems == [], summary.describe()
-    # The logs say exactly when each engine acted; /healthz samples, taken one Pod after
-    # the other, can catch a hand-over between two answers, so they only inform.
+    # The logs say exactly when each engine acted; /healthz samples (the Pods asked at
+    # once, but still milliseconds apart) could straddle a hand-over, so they only inform.
     figures.record("upgrade: samples with two Pods saying active", len(summary.overlaps))
     assert summary.engine_overlaps == [], summary.describe()
     assert summary.min_ready_pods >= 1, summary.describe()

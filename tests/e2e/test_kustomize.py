@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from e2e.support import Figures
-from harness import delivery, pods, proofs, teams
+from harness import delivery, pods, proofs, releases, teams
 from harness.devenv import DevEnv
 
 pytestmark = pytest.mark.e2e
@@ -60,6 +60,7 @@ def applied(node_env: DevEnv, figures: Figures) -> Iterator[Path]:
     # The operator's objects, not the CRDs (every SecretSync of the cluster would go).
     env.kubectl("delete", "-k", str(delivery.KUSTOMIZE / "operator"), "--ignore-not-found")
     pods.wait_gone(env.api_client(), NAMESPACE, SELECTOR)
+    releases.wait_namespace_gone(env, NAMESPACE)
 
 
 def test_kubectl_apply_k_runs_the_operator_and_its_pod_syncs_from_aws_and_vault(

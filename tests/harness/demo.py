@@ -6,10 +6,20 @@ CRDs, seeds a secret in moto (AWS Secrets Manager) and in OpenBao (Vault) with t
 Vault policy and role a platform team would create, applies examples/, runs
 `secretsync run` as a separate process, and prints what it synced: the
 SecretSyncs' status and the Secrets' keys, never their values.
+
+`make demo NODE=1` (`--node`) runs the operator the way users do instead: the
+environment gets a node that runs Pods (harness/node.py; root, tools/node/install-debs.sh),
+`helm install --wait` installs charts/secretsync with the image `make image` builds, and
+the examples' stores name the addresses OpenBao and moto have from inside a Pod. It
+prints the operator's Pods and the audit record from the acting Pod's log too.
+
+The environment the demo starts is stopped at the end, unless `KEEP=1` (`--keep`): then
+it keeps running, and the demo says how to use it and how to stop it.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -22,7 +32,7 @@ from pathlib import Path
 
 import boto3
 
-from harness import devenv, scenario
+from harness import devenv, pods, releases, scenario
 from harness import operator as op
 from harness.processes import Processes, log_tail
 
@@ -30,27 +40,54 @@ DEVENV_DIR = devenv.REPO / ".devenv"
 EXAMPLES = devenv.REPO / "examples"
 
 
+RELEASE, RELEASE_NAMESPACE = "secretsync", "secretsync-system"
+
+
 @contextlib.contextmanager
-def environment() -> Iterator[devenv.DevEnv]:
-    """The running `make devenv-up` environment, or a fresh one for the demo."""
+def environment(*, node: bool = False, keep: bool = False) -> Iterator[devenv.DevEnv]:
+    """The running `make devenv-up` environment, or a fresh one for the demo (with a node
+    if asked), stopped at the end unless `keep`."""
     state = DEVENV_DIR / "devenv.json"
     if state.exists() and any(s.alive() for s in Processes.load(DEVENV_DIR).started):
-        print(f"demo: using the environment of `make devenv-up` in {DEVENV_DIR}")
-        yield devenv.DevEnv.from_json(state.read_text())
-        return
-    run_dir = DEVENV_DIR / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
-    print("demo: starting etcd, kube-apiserver, kube-controller-manager, OpenBao and moto")
-    env, procs = devenv.start(run_dir)
+        running = devenv.DevEnv.from_json(state.read_text())
+        if not node or running.node is not None:
+            print(f"demo: using the environment of `make devenv-up` in {DEVENV_DIR}")
+            yield running
+            return
+        print(f"demo: the environment of `make devenv-up` in {DEVENV_DIR} has no node")
+    run_dir = DEVENV_DIR / f"demo-{'node-' if node else ''}{time.strftime('%Y%m%d-%H%M%S')}"
+    parts = "etcd, kube-apiserver, kube-controller-manager, OpenBao and moto"
+    if node:
+        parts += ", and a node (containerd, kubelet, kube-scheduler) with the image"
+    print(f"demo: starting {parts}")
+    begun = time.monotonic()
+    env, procs = devenv.start(run_dir, node=node)
+    print(f"demo: environment up in {time.monotonic() - begun:.0f}s ({run_dir})")
     try:
         yield env
     finally:
-        procs.stop_all()
-        print("demo: environment stopped")
+        if keep:
+            (run_dir / "env").write_text(env.env_file_text())
+            print(f"demo: KEEP=1: the environment keeps running; `source {run_dir}/env` to use it")
+            print(
+                "demo: stop it with `PYTHONPATH=tests .venv/bin/python -m harness.devenv "
+                f"down --dir {run_dir}`"
+            )
+        else:
+            devenv.stop(procs)  # the node too, checking that it left nothing behind
+            print("demo: environment stopped")
 
 
-def manifest(env: devenv.DevEnv, name: str) -> str:
+def manifest(env: devenv.DevEnv, name: str, *, in_pods: bool = False) -> str:
+    """An example with the environment's addresses filled in; with `in_pods`, those that
+    work from inside a Pod of the node."""
+    values = env.exports()
+    if in_pods:
+        assert env.node is not None, "the environment has no node"
+        values["AWS_ENDPOINT_URL"] = env.node.pod_aws_endpoint
+        values["VAULT_ADDR"] = env.node.pod_vault_addr
     text = (EXAMPLES / name).read_text()
-    for key, value in env.exports().items():
+    for key, value in values.items():
         text = text.replace("${" + key + "}", value)
     return text
 
@@ -105,25 +142,74 @@ def seed(env: devenv.DevEnv) -> None:
     )
 
 
-def main() -> int:
-    with environment() as env:
-        env.kubectl("apply", "-f", str(devenv.REPO / "crds"))
-        env.kubectl("apply", "-f", str(EXAMPLES / "namespace.yaml"))
-        seed(env)
-        log = env.run_dir / f"demo-operator-{os.getpid()}.log"
-        with op.running(env, log, "--log-level", "info"):
-            for name in ("aws.yaml", "vault.yaml"):
-                env.kubectl("apply", "-f", "-", input_text=manifest(env, name))
-            api = env.api_client()
-            for sync in ("db", "api"):
-                scenario.wait_for_reason(api, "demo", sync, "Synced", timeout=60)
-            print(env.kubectl("get", "secretstores,secretsyncs", "-n", "demo").stdout)
-            for secret in ("db-credentials", "api-config"):
-                data = scenario.secret_data(api, "demo", secret) or {}
-                print(f"demo: Secret demo/{secret} holds keys: {', '.join(sorted(data))}")
-            audit = [line for line in log.read_text().splitlines() if "secretsync.audit" in line]
-            print(f"demo: {len(audit)} audit records, the first:\n  {audit[0] if audit else '-'}")
-            print("demo: operator log (last lines):\n" + log_tail(Path(log), 5))
+def show_synced(env: devenv.DevEnv) -> None:
+    """Wait for the examples' SecretSyncs, then print them and their Secrets' keys."""
+    api = env.api_client()
+    for sync in ("db", "api"):
+        scenario.wait_for_reason(api, "demo", sync, "Synced", timeout=60)
+    print(env.kubectl("get", "secretstores,secretsyncs", "-n", "demo").stdout)
+    for secret in ("db-credentials", "api-config"):
+        data = scenario.secret_data(api, "demo", secret) or {}
+        print(f"demo: Secret demo/{secret} holds keys: {', '.join(sorted(data))}")
+
+
+def run_as_process(env: devenv.DevEnv) -> None:
+    """`secretsync run` as a process beside the environment."""
+    env.kubectl("apply", "-f", str(devenv.REPO / "crds"))
+    env.kubectl("apply", "-f", str(EXAMPLES / "namespace.yaml"))
+    seed(env)
+    log = env.run_dir / f"demo-operator-{os.getpid()}.log"
+    with op.running(env, log, "--log-level", "info"):
+        for name in ("aws.yaml", "vault.yaml"):
+            env.kubectl("apply", "-f", "-", input_text=manifest(env, name))
+        show_synced(env)
+        audit = [line for line in log.read_text().splitlines() if "secretsync.audit" in line]
+        print(f"demo: {len(audit)} audit records, the first:\n  {audit[0] if audit else '-'}")
+        print("demo: operator log (last lines):\n" + log_tail(Path(log), 5))
+
+
+def run_in_pods(env: devenv.DevEnv) -> None:
+    """The chart installed with the built image; the operator's Pods do the syncing."""
+    release = releases.Release(env=env, name=RELEASE, namespace=RELEASE_NAMESPACE)
+    image = pods.operator_image(env)
+    installed = env.kubectl(
+        "get", "deployment", release.fullname, "-n", release.namespace, check=False
+    )
+    if installed.returncode == 0:
+        print(f"demo: release {RELEASE} is installed already in {RELEASE_NAMESPACE}")
+    else:
+        seconds = release.install()
+        print(
+            f"demo: helm install --wait {RELEASE} charts/secretsync ({image}): "
+            f"Pods Ready in {seconds:.0f}s"
+        )
+    env.kubectl("apply", "-f", str(EXAMPLES / "namespace.yaml"))
+    seed(env)
+    for name in ("aws.yaml", "vault.yaml"):
+        env.kubectl("apply", "-f", "-", input_text=manifest(env, name, in_pods=True))
+    show_synced(env)
+    print(env.kubectl("get", "pods", "-o", "wide", "-n", RELEASE_NAMESPACE).stdout)
+    active = pods.active_pod(env.api_client(), release.namespace, release.selector)
+    reads = pods.audit_records(pods.log(env, release.namespace, active.name))
+    first = json.dumps(reads[0]) if reads else "-"
+    print(f"demo: {active.name} acts (the other Pod stands by); its first audit record:")
+    print(f"  {first}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.demo", description=__doc__)
+    parser.add_argument(
+        "--node", action="store_true", help="run the operator in Pods (make demo NODE=1)"
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="leave the environment running (make demo KEEP=1)"
+    )
+    args = parser.parse_args(argv)
+    with environment(node=args.node, keep=args.keep) as env:
+        if args.node:
+            run_in_pods(env)
+        else:
+            run_as_process(env)
     return 0
 
 

@@ -146,3 +146,13 @@ def wait_rolled_out(env: DevEnv, release: Release, *, timeout: float = 180) -> N
         timeout=timeout,
         what=f"deployment {release.fullname} rolled out",
     )  # fmt: skip
+
+
+def wait_namespace_gone(env: DevEnv, namespace: str, *, timeout: float = 120) -> None:
+    """Until the namespace is deleted: objects cannot be created in one that terminates, so
+    the next install there would fail."""
+    kube.eventually(
+        lambda: env.kubectl("get", "namespace", namespace, check=False).returncode != 0,
+        timeout=timeout,
+        what=f"namespace {namespace} to be gone",
+    )

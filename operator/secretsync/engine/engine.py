@@ -9,7 +9,6 @@ statuses and Events only when what they say changes.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import dataclasses
 import functools
@@ -24,7 +23,15 @@ import pydantic
 
 from secretsync.audit import AuditLog
 from secretsync.auth.plan import LoginPlan, plan_login
-from secretsync.engine import changes, hashing, matching, reporting, rollouts, schedule, stores
+from secretsync.engine import (
+    changes,
+    matching,
+    reporting,
+    rollouts,
+    schedule,
+    secretcache,
+    stores,
+)
 from secretsync.engine.eventsources import EventSources
 from secretsync.engine.outcomes import Outcome, failed
 from secretsync.engine.runner import DELETED, Runner, SyncJob
@@ -38,6 +45,8 @@ from secretsync.models.sync import SecretSyncSpec
 
 FORCE_SYNC = "secretsync.io/force-sync"
 BATCH_WINDOW = 0.05  # gather syncs that become due together into one batch
+GATHER_STEP = 0.1  # while new SecretSyncs keep arriving this often, gather on...
+GATHER_MAX = 1.0  # ...but never delay the first of them by more than this
 CONCURRENCY = 16  # identity groups synced at once
 STORE_GRACE = 10.0  # seconds after start during which a missing store is not yet reported
 STORE_RECHECK = 3600.0  # a Ready store is checked again this often (and on evidence sooner)
@@ -124,8 +133,14 @@ class Engine:
         self._started = clock()
         self._active = False
         self._loop_task: asyncio.Task[None] | None = None
+        self.secrets = secretcache.SecretCache()
         self.runner = Runner(
-            kube=kube, metrics=metrics, audit=audit, hmac_key=hmac_key, expect=self._expect
+            kube=kube,
+            metrics=metrics,
+            audit=audit,
+            hmac_key=hmac_key,
+            expect=self._expect,
+            known=self.secrets.get,
         )
         self.stores = stores.Stores()
         self.rollouts = rollouts.Rollouts(
@@ -135,11 +150,12 @@ class Engine:
         self._heap: list[tuple[float, int, SyncKey]] = []
         self._seq = itertools.count()
         self._wake = asyncio.Event()
+        self._arrivals = 0  # new SecretSyncs seen: a burst of them is gathered (_gather)
         self._slots = asyncio.Semaphore(CONCURRENCY)
         self._tasks: set[asyncio.Task[None]] = set()
         self.events = EventSources(notify=self.notify, metrics=metrics)
         metrics.status_retries_pending.set_function(lambda: self.reporter.pending)
-        for kind in (*self.sizes(), "sessions", "clients", "backends", "budgets", "circuits"):
+        for kind in (*self.sizes(), *self.runner.sizes()):
             metrics.tracked.labels(kind).set_function(functools.partial(self._size, kind))
         for provider in ("aws", "vault"):
             metrics.circuits_open.labels(provider).set_function(
@@ -154,6 +170,7 @@ class Engine:
         old = self._syncs.get(entry.key)
         if old is None or old.uid != entry.uid:
             self._syncs[entry.key] = entry
+            self._arrivals += 1
             self._due_now(entry)
             return
         changed = entry.generation != old.generation or entry.force != old.force
@@ -232,7 +249,10 @@ class Engine:
         return matched
 
     def observe_secret(self, namespace: str, body: Mapping[str, Any] | None, name: str) -> None:
-        """A managed Secret changed or was deleted: repair drift from its SecretSync."""
+        """A managed Secret changed or was deleted: remember what it holds (as a hash) and
+        repair drift from its SecretSync."""
+        state = secretcache.state_of(body, self._hmac_key) if body is not None else None
+        self.secrets.put(namespace, name, state)
         annotations = ((body or {}).get("metadata") or {}).get("annotations") or {}
         owner = annotations.get(OWNER_ANNOTATION)
         sync = self._syncs.get((namespace, owner)) if owner else None
@@ -249,13 +269,11 @@ class Engine:
             )
         if sync is None or sync.spec is None or sync.spec.target.creation_policy == "Merge":
             return
-        if body is None:
+        if state is None:
             if sync.expected_hash == DELETED:
                 return  # we deleted it (deletionPolicy Delete)
-        else:
-            data = {k: base64.b64decode(v) for k, v in (body.get("data") or {}).items()}
-            if hashing.data_hash(self._hmac_key, data) == sync.expected_hash:
-                return
+        elif state.data_hash == sync.expected_hash:
+            return
         self._repair(sync, name)
 
     def _repair(self, sync: SyncEntry, secret: str) -> None:
@@ -334,6 +352,7 @@ class Engine:
         """How much the engine keeps, by kind (the `secretsync_tracked` metric)."""
         return {
             "secretsyncs": len(self._syncs),
+            "secrets": len(self.secrets),
             "stores": len(self.stores),
             "schedule": len(self._heap),
             "tasks": len(self._tasks),
@@ -364,7 +383,18 @@ class Engine:
             except TimeoutError:
                 pass
             else:
-                await asyncio.sleep(BATCH_WINDOW)  # let a burst of events gather
+                await self._gather()
+
+    async def _gather(self) -> None:
+        """Let what becomes due together run together: a burst of events for BATCH_WINDOW;
+        SecretSyncs still arriving (a `kubectl apply` of hundreds) for as long as they
+        keep coming, up to GATHER_MAX, so that their first round reads each remote key
+        once, not in many small rounds."""
+        begun, seen = self._clock(), self._arrivals
+        await asyncio.sleep(BATCH_WINDOW)
+        while self._arrivals != seen and self._clock() - begun < GATHER_MAX:
+            seen = self._arrivals
+            await asyncio.sleep(GATHER_STEP)
 
     async def _sweep(self) -> None:
         """Drop what nothing uses any more: expired sessions, stale schedule entries."""
@@ -497,6 +527,9 @@ class Engine:
                     uid=s.uid,
                     spec=s.spec,
                     may_delete=s.served_by == (store.key, store.generation),
+                    first=s.served_by is None
+                    and s.status.synced_versions is None
+                    and s.trigger is None,
                 )
                 for s in runnable
                 if s.spec is not None

@@ -64,7 +64,13 @@ def blockers(peers: Peers, *, identity: str, priority: int, now: datetime.dateti
 
 class PeeringMonitor:
     """Polls the group's peering objects and calls `on_change(active)` on every change
-    of this replica's role (and once at the first reading)."""
+    of this replica's role.
+
+    A replica starts standing by, and acts only when two readings at least one poll
+    apart, the first of them already showing its own heartbeat, both find no peer in
+    its way. Replicas that start together would otherwise each read the object before
+    the other's heartbeat is in it, and both act until their next reading; after a poll
+    each has seen the other's. A replica that sees a peer in its way stands by at once."""
 
     def __init__(
         self,
@@ -84,7 +90,8 @@ class PeeringMonitor:
         self._priority = priority
         self._on_change = on_change
         self._poll = poll
-        self.active: bool | None = None  # None until the first reading
+        self.active = False
+        self._clear_since: float | None = None  # monotonic time of the first clear reading
 
     async def run(self) -> None:
         """Poll until cancelled. A failed reading changes nothing: a replica that cannot
@@ -96,19 +103,30 @@ class PeeringMonitor:
             except KubeError as exc:
                 logger.warning("cannot read the peering %s: %s", self._name, exc)
             else:
-                now = datetime.datetime.now(datetime.UTC)
-                blocked = blockers(peers, identity=self._identity, priority=self._priority, now=now)
-                active = not blocked
-                if active != self.active:
-                    if active:
-                        logger.info("peering %s: this replica acts", self._name)
-                    else:
-                        logger.info(
-                            "peering %s: standing by for %s", self._name, ", ".join(blocked)
-                        )
-                    self.active = active
-                    await self._on_change(active)
+                await self._decide(peers)
             await asyncio.sleep(self._poll)
+
+    async def _decide(self, peers: Peers) -> None:
+        now = datetime.datetime.now(datetime.UTC)
+        blocked = blockers(peers, identity=self._identity, priority=self._priority, now=now)
+        if blocked:
+            self._clear_since = None
+            if self.active:
+                logger.info("peering %s: standing by for %s", self._name, ", ".join(blocked))
+                self.active = False
+                await self._on_change(False)
+            return
+        if self.active:
+            return
+        tick = asyncio.get_running_loop().time()
+        if self._clear_since is None:
+            if self._identity in peers:  # kopf has announced this replica: start counting
+                self._clear_since = tick
+            return
+        if tick - self._clear_since >= self._poll:
+            logger.info("peering %s: this replica acts", self._name)
+            self.active = True
+            await self._on_change(True)
 
     async def _read(self) -> dict[str, Mapping[str, Any]]:
         merged: dict[str, Mapping[str, Any]] = {}

@@ -10,9 +10,10 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 
+from secretsync.engine.keyedlocks import KeyedLocks
 from secretsync.engine.outcomes import Outcome
 from secretsync.errors import KubeError, KubeNotFoundError
 from secretsync.kube import Kube
@@ -105,7 +106,7 @@ class Reporter:
         self._pending: dict[ObjectKey, _Pending] = {}
         # Writes of one object are serialised, so a retry of an older status can never
         # land after a newer one.
-        self._locks: dict[ObjectKey, tuple[asyncio.Lock, int]] = {}  # lock, its users
+        self._lock = KeyedLocks()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -163,20 +164,6 @@ class Reporter:
             )
         except KubeError as exc:
             logger.warning("could not post Event for SecretSync %s/%s: %s", namespace, name, exc)
-
-    @contextlib.asynccontextmanager
-    async def _lock(self, key: ObjectKey) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]  # nobody holds or awaits it: the map stays small
-            else:
-                self._locks[key] = (lock, users - 1)
 
     async def _patch(self, key: ObjectKey, status: Status) -> None:
         kind, namespace, name = key

@@ -16,7 +16,10 @@ from secretsync.auth.plan import TOKEN_SECONDS, LoginPlan
 from secretsync.engine import hashing, render, values, writer
 from secretsync.engine.budget import Budget
 from secretsync.engine.circuit import CircuitKey, Circuits
+from secretsync.engine.keyedlocks import KeyedLocks
 from secretsync.engine.outcomes import Outcome, audit_outcome, failed
+from secretsync.engine.recent import RecentValues
+from secretsync.engine.secretcache import SecretState
 from secretsync.engine.stores import StoreEntry
 from secretsync.errors import (
     AccessDeniedError,
@@ -30,8 +33,8 @@ from secretsync.errors import (
 from secretsync.kube import Kube
 from secretsync.metrics import Metrics
 from secretsync.models.remote import FindQuery, RemoteRef, RemoteValue
-from secretsync.models.store import ProviderSpec
 from secretsync.models.status import Reason
+from secretsync.models.store import ProviderSpec
 from secretsync.models.sync import SecretSyncSpec
 from secretsync.providers import registry
 from secretsync.providers.base import Backend, LoginMaterial, SecretsClient, Session
@@ -52,6 +55,8 @@ class SyncJob:
     # deletionPolicy Delete may act only once this store, at its current generation, has
     # served this SecretSync: a mistyped region or path reads as "not found" everywhere.
     may_delete: bool = False
+    # Never synced yet: it may use values another round read a moment ago (recent.py).
+    first: bool = False
 
     @property
     def id(self) -> str:
@@ -122,17 +127,22 @@ class Runner:
         hmac_key: bytes,
         expect: Callable[[str, str], None] = lambda job, data_hash: None,
         backend_for: Callable[[ProviderSpec], Backend] = registry.backend_for,
+        known: Callable[[str, str], SecretState | None] = lambda namespace, name: None,
     ) -> None:
         # expect(job id, hash) is called just before a Secret is written (or deleted, with
         # DELETED), so the watch event of our own write is not mistaken for drift.
         self._expect = expect
         self._backend_for = backend_for
+        # known(namespace, name): what the managed-Secret watch last said of a Secret.
+        self._known = known
         self._kube = kube
         self._metrics = metrics
         self._audit = audit
         self._hmac_key = hmac_key
         self.identities: IdentityCache[Session] = IdentityCache()
         self.circuits = Circuits()
+        self.recent = RecentValues()
+        self._rounds = KeyedLocks()  # one round at a time per identity
         self._clients: dict[IdentityKey, _Client] = {}
         self._backends: dict[str, tuple[int, Backend]] = {}
         self._budgets: dict[str, Budget] = {}
@@ -216,6 +226,7 @@ class Runner:
     def forget(self, store_key: str) -> None:
         """Drop sessions and clients of a store (changed, deleted, or its login was refused)."""
         self.identities.forget(store_key)
+        self.recent.forget(store_key)
         for key in [k for k in self._clients if k.store == store_key]:
             held = self._clients.pop(key)
             asyncio.get_running_loop().create_task(self._retire(held))
@@ -270,6 +281,7 @@ class Runner:
             "backends": len(self._backends),
             "budgets": len(self._budgets),
             "circuits": len(self.circuits),
+            "recent_values": len(self.recent),
         }
 
     def budget(self, store: StoreEntry) -> Budget:
@@ -292,8 +304,11 @@ class Runner:
         """Sync the jobs; every job gets an outcome, whatever fails."""
         with self._metrics.sync_duration.time():
             try:
-                async with self.lease(store, plan) as (client, session):
-                    outcomes = await self._round(store, client, session, jobs)
+                identity = self._identity(store, plan)
+                # Rounds of one identity take turns: a round that starts while another
+                # reads finds its values in `recent` instead of reading them again.
+                async with self._rounds(identity), self.lease(store, plan) as (client, session):
+                    outcomes = await self._round(store, client, session, jobs, identity)
             except SecretSyncError as exc:
                 if isinstance(exc, ProviderAuthError):
                     self.forget(store.key)
@@ -314,7 +329,12 @@ class Runner:
         }
 
     async def _round(
-        self, store: StoreEntry, client: SecretsClient, session: Session, jobs: Sequence[SyncJob]
+        self,
+        store: StoreEntry,
+        client: SecretsClient,
+        session: Session,
+        jobs: Sequence[SyncJob],
+        identity: IdentityKey,
     ) -> dict[str, Outcome]:
         found: dict[str, dict[int, Sequence[RemoteRef]]] = {}
         find_errors: dict[str, SecretSyncError] = {}
@@ -323,12 +343,24 @@ class Runner:
                 found[job.id] = await self._finds(client, job)
             except SecretSyncError as exc:
                 find_errors[job.id] = exc
-        refs = {ref for job in jobs for ref in _direct_refs(job.spec)}
-        refs.update(r for f in found.values() for rs in f.values() for r in rs)
+        needs = {
+            job.id: {
+                *_direct_refs(job.spec),
+                *(r for rs in found.get(job.id, {}).values() for r in rs),
+            }
+            for job in jobs
+        }
+        fresh = {ref for job in jobs if not job.first for ref in needs[job.id]}
+        refs = {ref for wanted in needs.values() for ref in wanted}
+        results: dict[RemoteRef, RemoteValue | ProviderError] = dict(
+            self.recent.take(identity, refs - fresh)
+        )
         try:
-            results: Results = {}
-            if refs:
-                results = await client.fetch(sorted(refs, key=lambda r: (r.key, r.version or "")))
+            missing = sorted(refs - results.keys(), key=lambda r: (r.key, r.version or ""))
+            if missing:
+                read = await client.fetch(missing)
+                self.recent.keep(identity, read)
+                results.update(read)
         except ProviderError as exc:
             if isinstance(exc, ProviderAuthError) and not isinstance(exc, AccessDeniedError):
                 self.forget(store.key)
@@ -442,7 +474,8 @@ class Runner:
             values.check_size(data)
             data_hash = hashing.data_hash(self._hmac_key, data)
             self._expect(job.id, data_hash)
-            written = await writer.write(self._kube, target, data)
+            known = self._known(target.namespace, target.secret_name)
+            written = await writer.write(self._kube, target, data, data_hash, known=known)
         except SecretSyncError as exc:
             return failed(exc)
         versions = {
@@ -522,6 +555,11 @@ class Runner:
                 )
             )
             self._metrics.remote_reads.labels(store.provider, outcome).inc()
+
+
+def _refs(job: SyncJob, found: Mapping[int, Sequence[RemoteRef]]) -> set[RemoteRef]:
+    """Every remote ref a job reads: its data and extracts, and what its finds found."""
+    return {*_direct_refs(job.spec), *(ref for refs in found.values() for ref in refs)}
 
 
 def _direct_refs(spec: SecretSyncSpec) -> list[RemoteRef]:

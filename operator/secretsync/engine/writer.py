@@ -7,6 +7,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Literal
 
+from secretsync.engine.secretcache import SecretState
 from secretsync.errors import ConfigError, KubeConflictError, KubeError
 from secretsync.kube import Kube, Owner, SecretObject
 from secretsync.models.sync import Target
@@ -54,14 +55,37 @@ def _owner(t: SyncTarget) -> Owner | None:
     return Owner(name=t.name, uid=t.uid) if t.target.creation_policy == "Owner" else None
 
 
+def _holds(t: SyncTarget, known: SecretState, data_hash: str) -> bool:
+    """Whether the Secret, as last watched, is what this write would make it (a stale
+    answer is corrected by the watch event that follows: it is drift, and repaired)."""
+    owner = _owner(t)
+    return (
+        known.data_hash == data_hash
+        and known.type == t.target.type
+        and known.immutable == t.target.immutable
+        and known.owner_uids == ((owner.uid,) if owner else ())
+        and known.covers(labels=_labels(t), annotations=_annotations(t))
+    )
+
+
 def _covers(have: Mapping[str, str], want: Mapping[str, str]) -> bool:
     return all(have.get(k) == v for k, v in want.items())
 
 
-async def write(kube: Kube, t: SyncTarget, data: Mapping[str, bytes]) -> WriteOutcome:
-    """Make the target Secret hold the data; no API write when it already does. Writes are
+async def write(
+    kube: Kube,
+    t: SyncTarget,
+    data: Mapping[str, bytes],
+    data_hash: str,
+    *,
+    known: SecretState | None = None,
+) -> WriteOutcome:
+    """Make the target Secret hold the data; no API call at all when the watch's last word
+    on it (`known`) says it already does, and no write when a read says so. Writes are
     conditional on what was read: when another writer got in between (409), read again
     and decide again, a few times, rather than fail the round."""
+    if known is not None and t.target.creation_policy != "Merge" and _holds(t, known, data_hash):
+        return "unchanged"
     for _ in range(CONFLICT_RETRIES):
         try:
             return await _write_once(kube, t, data)

@@ -31,10 +31,20 @@ ItemT = TypeVar("ItemT")
 
 # Calls one client may have in flight at once (per-key calls such as DescribeSecret);
 # the engine's per-store budget limits the rate, this limits the burst and the threads.
-# Each client has threads of its own for them: a slow endpoint (or a throttled identity
-# waiting on its sockets) then holds only its own threads, never those that other
-# stores' calls need (the event loop's default executor has cpu+4 threads in all).
 CONCURRENCY = 8
+# The SDK's blocking calls run on threads of their own, not on the event loop's default
+# executor (cpu + 4 threads in all): with CONCURRENCY per client, one slow identity or
+# endpoint holds at most 8 of them, and the others keep their latency. One pool for the
+# process (created on first use), so that identities coming and going do not start and
+# stop threads (whose malloc arenas would stay behind).
+THREADS = 64
+_pool: list[concurrent.futures.ThreadPoolExecutor] = []
+
+
+def _threads() -> concurrent.futures.ThreadPoolExecutor:
+    if not _pool:
+        _pool.append(concurrent.futures.ThreadPoolExecutor(THREADS, thread_name_prefix="aws"))
+    return _pool[0]
 
 
 class Api(Generic[ClientT]):
@@ -56,14 +66,6 @@ class Api(Generic[ClientT]):
         self._client: ClientT | None = None
         self._sts: STSClient | None = None
         self._limit = asyncio.Semaphore(CONCURRENCY)
-        self._threads: concurrent.futures.ThreadPoolExecutor | None = None
-
-    def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
-        if self._threads is None:
-            self._threads = concurrent.futures.ThreadPoolExecutor(
-                CONCURRENCY, thread_name_prefix="aws"
-            )
-        return self._threads
 
     async def _build(
         self, make: Callable[[aws_credentials.Credentials, AwsProvider], ResultT]
@@ -110,7 +112,7 @@ class Api(Generic[ClientT]):
             async with self._limit:
                 try:
                     loop = asyncio.get_running_loop()
-                    result = await loop.run_in_executor(self._executor(), request)
+                    result = await loop.run_in_executor(_threads(), request)
                 except (botocore_exceptions.ClientError, botocore_exceptions.BotoCoreError) as exc:
                     error = errors.translate(exc, operation=operation, key=key)
                 else:
@@ -133,9 +135,6 @@ class Api(Generic[ClientT]):
                 if close is not None:
                     await asyncio.to_thread(close)
             self._client = self._sts = None
-            if self._threads is not None:
-                self._threads.shutdown(wait=False, cancel_futures=True)
-                self._threads = None
 
 
 def chunks(items: Sequence[ItemT], size: int) -> Iterator[Sequence[ItemT]]:

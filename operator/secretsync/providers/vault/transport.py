@@ -34,10 +34,19 @@ Json = Mapping[str, object]
 # Seconds before a Vault call is abandoned (ProviderUnavailableError); well
 # under kopf's handler timeouts, well over a healthy server's latency.
 REQUEST_TIMEOUT = 15.0
-# Threads of one transport: a slow server holds only these, never the threads other
-# stores' calls need. KV reads run at most 8 at a time per call (kv.MAX_CONCURRENCY),
-# and a round and a change check may overlap.
-THREADS = 16
+# hvac's blocking calls run on threads of their own, not on the event loop's default
+# executor (cpu + 4 threads in all): KV reads run at most 8 at a time per call
+# (kv.MAX_CONCURRENCY), so one slow identity or server holds a few of these and the
+# others keep their latency. One pool for the process (created on first use), so that
+# identities coming and going do not start and stop threads.
+THREADS = 64
+_pool: list[concurrent.futures.ThreadPoolExecutor] = []
+
+
+def _threads() -> concurrent.futures.ThreadPoolExecutor:
+    if not _pool:
+        _pool.append(concurrent.futures.ThreadPoolExecutor(THREADS, thread_name_prefix="vault"))
+    return _pool[0]
 
 
 class _Unobserved:
@@ -119,7 +128,6 @@ class Transport:
         gate: CallGate | None = None,
     ) -> None:
         self._gate: CallGate = gate or _Unobserved()
-        self._threads: concurrent.futures.ThreadPoolExecutor | None = None
         self._ca_file = _write_ca_file(ca_pem) if ca_pem else None
         # token="" rather than None: hvac would otherwise pick up VAULT_TOKEN or
         # ~/.vault-token from the operator's environment.
@@ -171,12 +179,8 @@ class Transport:
         error: ProviderError | None = ProviderError(f"vault: {operation} did not complete")
         try:
             try:
-                if self._threads is None:
-                    self._threads = concurrent.futures.ThreadPoolExecutor(
-                        THREADS, thread_name_prefix="vault"
-                    )
                 call = functools.partial(send, url, **kwargs)
-                response = await asyncio.get_running_loop().run_in_executor(self._threads, call)
+                response = await asyncio.get_running_loop().run_in_executor(_threads(), call)
             except Exception as exc:  # noqa: BLE001 - every SDK error is translated below
                 error = errors.translate(exc, action=action, path=path, login=login)
             else:
@@ -207,9 +211,6 @@ class Transport:
     async def close(self) -> None:
         """Close the HTTP session and remove the CA file."""
         await asyncio.to_thread(self._client.adapter.close)
-        if self._threads is not None:
-            self._threads.shutdown(wait=False, cancel_futures=True)
-            self._threads = None
         if self._ca_file:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._ca_file)
