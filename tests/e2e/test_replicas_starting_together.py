@@ -37,7 +37,7 @@ pytestmark = pytest.mark.e2e
 # once in a hundred runs. While the defect is there the test ends at the first start that
 # shows it (about 1 min on average); once it is fixed, all eight take about 3.5 min.
 # SECRETSYNC_E2E=full makes fifteen.
-ATTEMPTS = 15 if FULL else 8
+ATTEMPTS = 15 if FULL else 4
 REPLICAS = 4
 # Past the first peering readings of both replicas (one poll, 5 s).
 SETTLE = 8.0
