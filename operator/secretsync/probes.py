@@ -16,7 +16,14 @@ from secretsync.engine.health import Health
 
 def application(health: Health) -> web.Application:
     async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"alive": True, "role": health.role})
+        # An active replica whose engine died is restarted: standing by for ever as
+        # "active" would keep the peering from handing the work to another replica.
+        engine = health.engine
+        problem = engine.problem() if engine is not None else None
+        body: dict[str, object] = {"alive": problem is None, "role": health.role}
+        if problem is not None:
+            body["problem"] = problem
+        return web.json_response(body, status=200 if problem is None else 500)
 
     async def readyz(_: web.Request) -> web.Response:
         report = await health.readiness()

@@ -39,8 +39,9 @@ pytestmark = pytest.mark.e2e
 # SECRETSYNC_E2E=full makes fifteen.
 ATTEMPTS = 15 if FULL else 4
 REPLICAS = 4
-# Past the first peering readings of both replicas (one poll, 5 s).
-SETTLE = 8.0
+# Past the readings a replica needs before it acts (two clear ones a poll apart, after its
+# own heartbeat shows: 5 to 15 s) and its first round.
+SETTLE = 20.0
 # Time for the scheduler, the sandboxes and the containers to be in place.
 LEAD = 12.0
 

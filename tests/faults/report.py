@@ -97,6 +97,14 @@ CASES = [
         "110 s while stalled (kopf reconnects after 70 s without events or bookmarks).",
     ),
     Case(
+        "a managed Secret deleted while the watch was broken (410)",
+        "test_kube_faults.py::test_a_secret_deleted_while_the_watch_was_broken_is_recreated",
+        "The operator's watches are stalled, its Secret deleted, etcd compacted and the "
+        "apiserver restarted: the watches re-list, and no DELETED event ever comes.",
+        "A forced sync recreates the Secret within 30 s (unchanged refreshes trust what the "
+        "watch last said; forced, new, changed and repairing syncs read the Secret).",
+    ),
+    Case(
         "readiness when the operator loses the API",
         "test_kube_faults.py::test_readiness_follows_the_api",
         "kube-apiserver stopped, then started again.",

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import kubernetes
 import pytest
 
 from faults import world
@@ -212,3 +213,45 @@ def _status(url: str) -> int | None:
         return exc.code
     except OSError:
         return None
+
+
+def test_a_secret_deleted_while_the_watch_was_broken_is_recreated(
+    faults_env: DevEnv,
+    faults_api: Any,
+    faults_log: Path,
+    faults_values: set[bytes],
+    plane: faults.ControlPlane,
+    figures: Callable[..., None],
+) -> None:
+    """The operator keeps what the managed-Secret watch said, to skip reading Secrets on
+    unchanged refreshes. A Secret deleted while the watch is broken (and re-listed after
+    a 410) sends no DELETED event: a forced sync must read it anyway, and the timer too,
+    once the re-listing has shown the Secret gone."""
+    ns = world.vault_team(faults_env, faults_api, "gap", server=faults_env.vault_addr)
+    _values(faults_env, ns, 1, faults_values)
+    core = kubernetes.client.CoreV1Api(faults_api)
+    proxy = faults.apiserver_proxy(faults_env, plane)
+    try:
+        with op.running(faults_env, faults_log, kubeconfig=proxy.kubeconfig) as proc:
+            doc = world.sync(ns, "s0", f"{ns}/k0", refresh="10s")
+            scenario.apply(faults_env, doc)
+            world.wait_all(faults_api, ns, 1, timeout=60)
+            proxy.stall()  # the operator hears nothing from here
+            core.delete_namespaced_secret("s0", ns)
+            faults.force_gone(plane)  # its watches must re-list: no DELETED will come
+            proxy.resume(drop=True)
+            time.sleep(15)  # refreshes come and go meanwhile
+            forced = {"secretsync.io/force-sync": "after-the-gap"}
+            begun = time.monotonic()
+            scenario.apply(
+                faults_env, {**doc, "metadata": {**doc["metadata"], "annotations": forced}}
+            )
+            world.wait_for(lambda: scenario.secret(faults_api, ns, "s0") is not None, 30)
+            recreated = time.monotonic() - begun
+            assert proc.poll() is None
+    finally:
+        proxy.close()
+    figures(
+        "a managed Secret deleted while the watch was broken (410)",
+        recreated_by_forced_sync_s=round(recreated, 1),
+    )

@@ -44,7 +44,7 @@ def test_throttling_opens_the_circuit_of_that_identity_only() -> None:
         asyncio.run(c.enter(KEY))
     assert refused.value.retry_after is not None
     assert 1.0 <= refused.value.retry_after <= 2.0  # the first backoff step: [1, 2] s
-    assert str(refused.value) == str(THROTTLED)
+    assert "retried with backoff" in str(refused.value)
     asyncio.run(c.enter(OTHER))  # another identity is not held back
 
 

@@ -91,3 +91,39 @@ def test_a_renewed_session_leaves_the_client_of_a_running_round_open() -> None:
         assert all(c.closed for c in backend.clients)
 
     asyncio.run(main())
+
+
+def test_two_rounds_that_meet_a_renewal_together_share_one_new_client() -> None:
+    async def main() -> None:
+        backend = FakeBackend()
+        runner = Runner(
+            kube=cast(Kube, None),
+            metrics=Metrics(),
+            audit=AuditLog(),
+            hmac_key=b"k" * 32,
+            backend_for=lambda spec: cast(Backend, backend),
+        )
+        store = parse_store(
+            "ClusterSecretStore",
+            {
+                "metadata": {"name": "shared", "uid": "u", "generation": 1},
+                "spec": {"provider": {"aws": {"service": "SecretsManager", "region": "eu-west-1"}}},
+            },
+        )
+        plan = LoginPlan(namespace="")
+        async with runner.lease(store, plan):
+            pass
+        await asyncio.sleep(LIFETIME)  # due for renewal
+
+        async def round_() -> None:
+            async with runner.lease(store, plan) as (client, _):
+                await client.fetch([RemoteRef("k")])
+                await asyncio.sleep(0.01)
+
+        await asyncio.gather(round_(), round_())
+        await runner.close()
+        closes = [c.closed for c in backend.clients]
+        assert all(closes), "a client was never closed"
+        assert len(backend.clients) <= 3  # the first, and at most one per renewal
+
+    asyncio.run(main())

@@ -28,6 +28,7 @@ from secretsync.errors import ProviderError, ProviderUnavailableError
 BACKOFF_START = 2.0
 BACKOFF_CAP = 300.0
 PROBE_TIMEOUT = 60.0  # a probe that never reports (cancelled) frees the circuit after this
+FORGET_AFTER = 3600.0  # an open circuit nobody probed for this long belongs to nobody
 
 CircuitKey = tuple[str, str]  # (endpoint, identity)
 
@@ -43,7 +44,6 @@ def backoff(failures: int, *, rng: random.Random) -> float:
 class _Circuit:
     failures: int = 0
     open_until: float = 0.0
-    reason: str = ""  # the message of the failure that opened it (names no value)
     probe: asyncio.Future[None] | None = None  # the half-open probe in flight
     probe_started: float = 0.0
 
@@ -70,8 +70,23 @@ class Circuits:
         return len(self._circuits)
 
     def open_count(self, provider: str) -> int:
-        """How many circuits of a provider ("aws", "vault") are not closed."""
-        return sum(1 for endpoint, _ in self._circuits if endpoint.startswith(f"{provider}:"))
+        """How many circuits of a provider ("aws", "vault") hold calls back now (open, or
+        half-open with a probe out)."""
+        now = self._clock()
+        return sum(
+            1
+            for (endpoint, _), c in self._circuits.items()
+            if endpoint.startswith(f"{provider}:") and (now < c.open_until or c.probe)
+        )
+
+    def sweep(self) -> None:
+        """Drop circuits nobody has probed long after they allowed it: their identity is
+        gone (a deleted store or namespace), so nothing would ever close them."""
+        horizon = self._clock() - FORGET_AFTER
+        for key in [
+            k for k, c in self._circuits.items() if c.probe is None and c.open_until < horizon
+        ]:
+            del self._circuits[key]
 
     def remaining(self, key: CircuitKey) -> float | None:
         """Seconds until the circuit lets a probe through; None when it is closed."""
@@ -90,9 +105,14 @@ class Circuits:
                 return
             now = self._clock()
             if now < circuit.open_until:
-                # The words of the failure that opened it, unchanged: a status that says
-                # the same thing at every refused round is not written again.
-                raise ProviderUnavailableError(circuit.reason, retry_after=circuit.open_until - now)
+                # The same words at every refused round, so the statuses they produce do
+                # not change (and are not written again); and no remote key of the call
+                # that opened it, which may be another namespace's (a shared identity).
+                raise ProviderUnavailableError(
+                    f"{key[0].split(':', 1)[0]}: the provider is throttling or unavailable "
+                    "for this identity; its calls wait and are retried with backoff",
+                    retry_after=circuit.open_until - now,
+                )
             if circuit.probe is None or now - circuit.probe_started > PROBE_TIMEOUT:
                 circuit.release_probe()
                 circuit.probe = asyncio.get_running_loop().create_future()
@@ -120,7 +140,6 @@ class Circuits:
             circuit.failures += 1
             delay = backoff(circuit.failures, rng=self._rng)
             circuit.open_until = now + max(delay, error.retry_after or 0.0)
-            circuit.reason = str(error)
             circuit.release_probe()
         elif error is None or type(error) is not ProviderError:
             if circuit is not None:

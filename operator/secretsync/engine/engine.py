@@ -82,6 +82,10 @@ class SyncEntry:
     trigger: str | None = None  # what made it due, when not the timer (for the Event)
     served_by: tuple[str, int] | None = None  # (store, generation) of the last success
     drift: list[float] = dataclasses.field(default_factory=list)  # recent repairs, for backoff
+    # Read the Secret rather than trust the watch's last word on it (secretcache.py): when
+    # new, forced, changed, repaired, or the first round since this replica began acting.
+    verify: bool = True
+    repair_at: float | None = None  # a drift repair waiting for its backoff
 
     @property
     def key(self) -> SyncKey:
@@ -174,6 +178,7 @@ class Engine:
             self._due_now(entry)
             return
         changed = entry.generation != old.generation or entry.force != old.force
+        old_force = old.force
         old.generation, old.spec, old.spec_error, old.force = (
             entry.generation,
             entry.spec,
@@ -183,6 +188,9 @@ class Engine:
         old.status = entry.status
         if changed:
             old.failures = 0
+            old.verify = True
+            if entry.force != old_force:
+                old.trigger = old.trigger or "force-sync"
             listed = {
                 (old.namespace, w.kind, w.name)
                 for w in (old.spec.rollout.restart if old.spec else ())
@@ -248,10 +256,15 @@ class Engine:
                 matched += 1
         return matched
 
-    def observe_secret(self, namespace: str, body: Mapping[str, Any] | None, name: str) -> None:
-        """A managed Secret changed or was deleted: remember what it holds (as a hash) and
-        repair drift from its SecretSync."""
-        state = secretcache.state_of(body, self._hmac_key) if body is not None else None
+    def observe_secret(
+        self, namespace: str, body: Mapping[str, Any] | None, name: str, *, listing: bool = False
+    ) -> None:
+        """A managed Secret changed or was deleted (or was listed, after a watch restart):
+        remember what it holds (as a hash) and repair drift from its SecretSync."""
+        now = time.monotonic()
+        if listing:
+            self.secrets.listed(now)
+        state = secretcache.state_of(body, self._hmac_key, seen=now) if body is not None else None
         self.secrets.put(namespace, name, state)
         annotations = ((body or {}).get("metadata") or {}).get("annotations") or {}
         owner = annotations.get(OWNER_ANNOTATION)
@@ -282,6 +295,7 @@ class Engine:
         now = self._clock()
         recent = [t for t in sync.drift if now - t < DRIFT_WINDOW]
         sync.drift = [*recent[-DRIFT_KEPT:], now]
+        sync.verify = True
         if len(sync.drift) <= DRIFT_FREE:
             logger.info(
                 "Secret %s/%s drifted from SecretSync %s; repairing",
@@ -300,8 +314,9 @@ class Engine:
             sync.name,
             delay,
         )
-        if not sync.running and (sync.due is None or sync.due > now + delay):
-            self._schedule(sync, now + delay)
+        sync.repair_at = min(sync.repair_at or now + delay, now + delay)
+        if not sync.running and (sync.due is None or sync.due > sync.repair_at):
+            self._schedule(sync, sync.repair_at)
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -316,11 +331,15 @@ class Engine:
         if self._active:
             return
         self._active = True
+        self._started = self._clock()  # stores may still be arriving: STORE_GRACE anew
+        self.reporter.start()
+        self.secrets.clear()  # the watches re-list on resume; until then, read the Secrets
         self._loop_task = self._spawn(self._loop())
         self._spawn(self._sweep())
         for store in self.stores:
             self._start_store(store)
         for sync in self._syncs.values():
+            sync.verify = True
             self._due_now(sync)
         logger.info("engine started: %d SecretSyncs, %d stores", len(self._syncs), len(self.stores))
 
@@ -328,8 +347,7 @@ class Engine:
         """Stop acting (peering handed the work to another replica, or the operator stops):
         no provider call and no write after this returns. What was observed is kept, so
         that `start` can act on it at once."""
-        if not self._active:
-            return
+        was = self._active
         self._active = False
         await self.events.stop()
         await self.rollouts.stop()
@@ -341,8 +359,9 @@ class Engine:
         self._heap.clear()
         for sync in self._syncs.values():
             sync.running = sync.rerun = False
-            sync.due = None
-        logger.info("engine paused")
+            sync.due = sync.repair_at = None
+        if was:
+            logger.info("engine paused")
 
     async def stop(self) -> None:
         """The operator is exiting."""
@@ -402,6 +421,7 @@ class Engine:
             await asyncio.sleep(SWEEP_INTERVAL)
             self.runner.sweep()
             self._compact()
+            self.secrets.prune(time.monotonic())
 
     def _start_store(self, store: stores.StoreEntry) -> None:
         self.events.sync_store(store, self.runner)
@@ -510,7 +530,7 @@ class Engine:
     async def _run_group(
         self, store: stores.StoreEntry, plan: LoginPlan, syncs: list[SyncEntry]
     ) -> None:
-        async with self._slots:
+        async with self.runner.turn(store, plan), self._slots:
             runnable: list[SyncEntry] = []
             for sync in syncs:
                 refusal = await self._namespace_refusal(store, sync)
@@ -529,7 +549,9 @@ class Engine:
                     may_delete=s.served_by == (store.key, store.generation),
                     first=s.served_by is None
                     and s.status.synced_versions is None
-                    and s.trigger is None,
+                    and s.trigger is None
+                    and not s.force,
+                    verify=s.verify,
                 )
                 for s in runnable
                 if s.spec is not None
@@ -603,7 +625,10 @@ class Engine:
             logger.error("reporting the sync of %s/%s failed: %s", *sync.key, type(exc).__name__)
         finally:
             sync.running = False
-            sync.trigger = None
+            if outcome.ok:
+                sync.verify = False
+            if not sync.rerun:  # a trigger that came during the round is the rerun's
+                sync.trigger = None
             self._reschedule(sync, outcome, store)
 
     def _reschedule(
@@ -616,22 +641,29 @@ class Engine:
             sync.rerun = False
             self._schedule(sync, now)
             return
+        repair, sync.repair_at = sync.repair_at, None
         interval = sync.spec.refresh_seconds if sync.spec else 0.0
+        at: float | None = None
         if outcome.ok:
             sync.failures = 0
             if interval > 0:
-                self._schedule(
-                    sync, schedule.next_refresh(now, interval, store.key if store else "")
+                at = schedule.next_refresh(now, interval, store.key if store else "")
+        else:
+            sync.failures += 1
+            if outcome.retry and outcome.aligned and outcome.retry_after is not None:
+                # The identity's circuit is open: come back with the others at its probe.
+                at = now + outcome.retry_after
+            elif outcome.retry:
+                # A provider's Retry-After lengthens the backoff, never shortens it.
+                at = now + max(
+                    schedule.backoff(sync.failures, interval), outcome.retry_after or 0.0
                 )
-            return
-        sync.failures += 1
-        if outcome.retry and outcome.retry_after is not None:
-            # The identity's circuit is open: come back with the others at its probe.
-            self._schedule(sync, now + outcome.retry_after)
-        elif outcome.retry:
-            self._schedule(sync, now + schedule.backoff(sync.failures, interval))
-        elif interval > 0:
-            self._schedule(sync, now + interval)
+            elif interval > 0:
+                at = now + interval
+        if repair is not None:  # drift met while it ran: repair at its backoff time
+            at = repair if at is None else min(at, max(repair, now))
+        if at is not None:
+            self._schedule(sync, at)
 
     async def _report(self, sync: SyncEntry, outcome: Outcome) -> None:
         new = reporting.sync_status(sync.status, outcome, sync.generation)
@@ -758,7 +790,12 @@ class Engine:
         reason to (store.recheck), until the store changes or goes away."""
         failures = 0
         while self.stores.current(store) is store:
-            outcome = await self._store_outcome(store)
+            store.recheck.clear()  # a reason to check again from here on is kept
+            try:
+                outcome = await self._store_outcome(store)
+            except Exception as exc:  # noqa: BLE001 - the type only: no traceback may quote values
+                logger.error("checking %s failed: %s", store.key, type(exc).__name__)
+                outcome = _fail(Reason.PROVIDER_UNAVAILABLE, "internal error; see the operator log")
             if self.stores.current(store) is not store:
                 return
             store.status = await self.reporter.status(
@@ -773,7 +810,8 @@ class Engine:
             else:
                 failures += 1
                 delay = outcome.retry_after or schedule.backoff(failures, 0.0)
-            store.recheck.clear()
+            if self.stores.current(store) is not store:
+                return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(store.recheck.wait(), delay)
 

@@ -27,7 +27,8 @@ class Outcome:
     reason: str
     message: str
     retry: bool = False  # back off and retry before the next refresh
-    retry_after: float | None = None  # seconds the provider's circuit asks to wait, if known
+    retry_after: float | None = None  # seconds the provider asks to wait, if known
+    aligned: bool = False  # retry_after is the identity's open circuit: wait exactly that
     write: WriteOutcome = "unchanged"
     versions: dict[str, str] = dataclasses.field(default_factory=dict)
     data_hash: str | None = None

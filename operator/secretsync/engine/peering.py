@@ -27,6 +27,7 @@ from secretsync.errors import KubeError
 from secretsync.kube import Kube
 
 POLL_SECONDS = 5.0
+STEP_DOWN = 60.0  # kopf's peering lifetime: after that long unseen, peers take over
 
 logger = logging.getLogger("secretsync.peering")
 
@@ -94,17 +95,36 @@ class PeeringMonitor:
         self._clear_since: float | None = None  # monotonic time of the first clear reading
 
     async def run(self) -> None:
-        """Poll until cancelled. A failed reading changes nothing: a replica that cannot
-        reach the apiserver keeps its role (kopf, equally cut off, keeps its own), and
-        its readiness says that it cannot reach the API."""
+        """Poll until cancelled. A failed reading changes nothing at first (a short
+        apiserver restart must not hand the work over); a replica that has read nothing
+        for longer than kopf's peering lifetime stands by, since its peers have presumed
+        it dead and one of them acts. Its readiness says meanwhile that it cannot reach
+        the API."""
+        last_read = asyncio.get_running_loop().time()
         while True:
             try:
                 peers = await self._read()
             except KubeError as exc:
                 logger.warning("cannot read the peering %s: %s", self._name, exc)
+                silent = asyncio.get_running_loop().time() - last_read
+                if self.active and silent > STEP_DOWN:
+                    await self._change(False, f"no reading for {silent:.0f}s")
             else:
-                await self._decide(peers)
+                last_read = asyncio.get_running_loop().time()
+                try:
+                    await self._decide(peers)
+                except Exception as exc:  # noqa: BLE001 - the type only: the poll must go on
+                    logger.error(
+                        "peering %s: role change failed: %s", self._name, type(exc).__name__
+                    )
             await asyncio.sleep(self._poll)
+
+    async def _change(self, active: bool, why: str) -> None:
+        logger.info(
+            "peering %s: %s (%s)", self._name, "this replica acts" if active else "standing by", why
+        )
+        self.active = active
+        await self._on_change(active)
 
     async def _decide(self, peers: Peers) -> None:
         now = datetime.datetime.now(datetime.UTC)
@@ -112,9 +132,7 @@ class PeeringMonitor:
         if blocked:
             self._clear_since = None
             if self.active:
-                logger.info("peering %s: standing by for %s", self._name, ", ".join(blocked))
-                self.active = False
-                await self._on_change(False)
+                await self._change(False, "for " + ", ".join(blocked))
             return
         if self.active:
             return
@@ -124,9 +142,7 @@ class PeeringMonitor:
                 self._clear_since = tick
             return
         if tick - self._clear_since >= self._poll:
-            logger.info("peering %s: this replica acts", self._name)
-            self.active = True
-            await self._on_change(True)
+            await self._change(True, "no live peer in its way")
 
     async def _read(self) -> dict[str, Mapping[str, Any]]:
         merged: dict[str, Mapping[str, Any]] = {}

@@ -62,6 +62,13 @@ class RecentValues:
         for key in [k for k in self._values if k[0].store == store]:
             del self._values[key]
 
+    def clear(self) -> None:
+        self._values.clear()
+
+    def expire(self) -> None:
+        """Drop what is older than the window (also done at every take)."""
+        self._expire()
+
     def _expire(self) -> None:
         horizon = self._clock() - self._window
         for key in [k for k, (at, _) in self._values.items() if at < horizon]:

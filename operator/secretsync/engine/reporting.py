@@ -109,6 +109,7 @@ class Reporter:
         self._lock = KeyedLocks()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopped = False  # a paused replica writes nothing
 
     @property
     def pending(self) -> int:
@@ -120,7 +121,7 @@ class Reporter:
     ) -> Status:
         """Patch the status if it says something new (or force); returns what the object
         holds, or will hold once a failed write is retried."""
-        if not force and st.same_except_time(new, old):
+        if self._stopped or (not force and st.same_except_time(new, old)):
             return old
         key = (kind, namespace, name)
         async with self._lock(key):
@@ -140,8 +141,14 @@ class Reporter:
         """The object was deleted: drop its pending write."""
         self._pending.pop((kind, namespace, name), None)
 
+    def start(self) -> None:
+        """Write again (after stop)."""
+        self._stopped = False
+
     async def stop(self) -> None:
-        """Stop retrying (the pending writes are recomputed when the operator resumes)."""
+        """Write nothing more and stop retrying (the pending writes are recomputed when
+        the replica acts again)."""
+        self._stopped = True
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -152,6 +159,8 @@ class Reporter:
         self, *, namespace: str, name: str, uid: str, type_: str, reason: str, message: str
     ) -> None:
         """An Event about a SecretSync."""
+        if self._stopped:
+            return
         try:
             await self._kube.post_event(
                 kind="SecretSync",

@@ -50,7 +50,8 @@ class Rollouts:
         self._key = key
         self._feeds = feeds
         self._report = report
-        self._pending: dict[Workload, asyncio.Task[None]] = {}
+        self._pending: dict[Workload, asyncio.Task[None]] = {}  # debouncing
+        self._tasks: set[asyncio.Task[None]] = set()  # every restart until it finishes
 
     def changed(self, workloads: Iterable[Workload]) -> None:
         """The data feeding these workloads changed: restart each once, after the debounce."""
@@ -58,11 +59,15 @@ class Rollouts:
             if workload not in self._pending:
                 task = asyncio.get_running_loop().create_task(self._restart(workload))
                 self._pending[workload] = task
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
     async def stop(self) -> None:
-        for task in self._pending.values():
+        """Cancel every restart, debouncing or under way (a paused replica writes nothing)."""
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._pending.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _restart(self, workload: Workload) -> None:
         namespace, kind, name = workload

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
 from secretsync.audit import AuditLog, ReadRecord
@@ -57,6 +58,8 @@ class SyncJob:
     may_delete: bool = False
     # Never synced yet: it may use values another round read a moment ago (recent.py).
     first: bool = False
+    # Read the target Secret rather than trust the watch's last word on it.
+    verify: bool = True
 
     @property
     def id(self) -> str:
@@ -64,6 +67,7 @@ class SyncJob:
 
 
 Results = Mapping[RemoteRef, RemoteValue | ProviderError]
+DROPPED_MEMORY = 600.0  # seconds a deleted store is remembered (rounds under way then)
 # What a gate hears when a call is given up before it reached the provider.
 _ABANDONED = ProviderError("the call was abandoned")
 
@@ -146,6 +150,11 @@ class Runner:
         self._clients: dict[IdentityKey, _Client] = {}
         self._backends: dict[str, tuple[int, Backend]] = {}
         self._budgets: dict[str, Budget] = {}
+        # Stores forgotten (changed, refused) count up here; a login or a client made
+        # across a forget is not kept. Deleted stores are remembered a while, for the
+        # rounds still running when they went.
+        self._epochs: dict[str, int] = {}
+        self._dropped: dict[str, float] = {}
 
     # --- identities and clients -------------------------------------------------------
 
@@ -154,10 +163,9 @@ class Runner:
         if cached is None or cached[0] != store.generation:
             if store.spec is None:
                 raise ConfigError(f"{store.kind} {store.name} is invalid: {store.spec_error}")
-            cached = self._backends[store.key] = (
-                store.generation,
-                self._backend_for(store.spec.provider),
-            )
+            cached = (store.generation, self._backend_for(store.spec.provider))
+            if store.key not in self._dropped:  # a round of a deleted store keeps nothing
+                self._backends[store.key] = cached
         return cached[1]
 
     def _identity(self, store: StoreEntry, plan: LoginPlan) -> IdentityKey:
@@ -186,7 +194,16 @@ class Runner:
             self._metrics.logins.labels(backend.name, "success").inc()
             return session
 
-        return await self.identities.session(self._identity(store, plan), login)
+        epoch = self._epochs.get(store.key, 0)
+        session = await self.identities.session(self._identity(store, plan), login)
+        if not self._current(store, epoch):
+            # The store changed or went while this login ran: keep nothing of it.
+            self.identities.forget(store.key)
+        return session
+
+    def _current(self, store: StoreEntry, epoch: int) -> bool:
+        """Whether nothing of the store was forgotten since `epoch` was read."""
+        return store.key not in self._dropped and self._epochs.get(store.key, 0) == epoch
 
     @contextlib.asynccontextmanager
     async def lease(
@@ -194,22 +211,18 @@ class Runner:
     ) -> AsyncIterator[tuple[SecretsClient, Session]]:
         """A client for the identity, for the length of one round. A client whose session
         was renewed meanwhile is closed only when its last round is done with it."""
+        epoch = self._epochs.get(store.key, 0)
         session = await self.session(store, plan)
         key = self._identity(store, plan)
         held = self._clients.get(key)
         if held is None or held.session is not session:
-            if held is not None:
-                await self._retire(held)
-            backend = self.backend(store)
-            gate = _Gate(
-                circuits=self.circuits,
-                key=(backend.endpoint, plan.describe()),
-                budget=lambda: self.budget(store),
-                metrics=self._metrics,
-                provider=backend.name,
-            )
-            held = _Client(session=session, client=backend.client(session, gate))
-            self._clients[key] = held
+            old, held = held, self._new_client(store, plan, session)
+            if self._current(store, epoch):
+                self._clients[key] = held  # in place before anything awaits: no twin
+            else:
+                held.retired = True  # the store changed or went: used once, then closed
+            if old is not None and self._clients.get(key) is not old:
+                await self._retire(old)
         held.users += 1
         try:
             yield held.client, session
@@ -218,13 +231,28 @@ class Runner:
             if held.retired and held.users == 0:
                 await held.client.close()
 
+    def _new_client(self, store: StoreEntry, plan: LoginPlan, session: Session) -> _Client:
+        backend = self.backend(store)
+        gate = _Gate(
+            circuits=self.circuits,
+            key=(backend.endpoint, plan.describe()),
+            budget=lambda: self.budget(store),
+            metrics=self._metrics,
+            provider=backend.name,
+        )
+        return _Client(session=session, client=backend.client(session, gate))
+
     async def _retire(self, held: _Client) -> None:
+        """Close the client now, or when its last round is done; only once."""
+        if held.retired:
+            return
         held.retired = True
         if held.users == 0:
             await held.client.close()
 
     def forget(self, store_key: str) -> None:
         """Drop sessions and clients of a store (changed, deleted, or its login was refused)."""
+        self._epochs[store_key] = self._epochs.get(store_key, 0) + 1
         self.identities.forget(store_key)
         self.recent.forget(store_key)
         for key in [k for k in self._clients if k.store == store_key]:
@@ -235,6 +263,8 @@ class Runner:
         """Forget everything kept for a store that is gone: sessions, clients, its
         backend and its budget."""
         self.forget(store_key)
+        self._epochs.pop(store_key, None)
+        self._dropped[store_key] = time.monotonic()
         self._backends.pop(store_key, None)
         self._budgets.pop(store_key, None)
 
@@ -245,12 +275,19 @@ class Runner:
             held = self._clients.pop(key, None)
             if held is not None:
                 asyncio.get_running_loop().create_task(self._retire(held))
+        self.recent.expire()
+        self.circuits.sweep()
+        horizon = time.monotonic() - DROPPED_MEMORY
+        for store_key in [k for k, at in self._dropped.items() if at < horizon]:
+            del self._dropped[store_key]
 
     async def close(self) -> None:
-        """Close every client (the engine is stopping)."""
+        """Close every client and drop the values read lately (the engine is stopping or
+        standing by)."""
         held, self._clients = list(self._clients.values()), {}
         for one in held:
             await self._retire(one)
+        self.recent.clear()
 
     async def _material(self, plan: LoginPlan) -> LoginMaterial:
         token = None
@@ -282,6 +319,7 @@ class Runner:
             "budgets": len(self._budgets),
             "circuits": len(self.circuits),
             "recent_values": len(self.recent),
+            "dropped_stores": len(self._dropped),
         }
 
     def budget(self, store: StoreEntry) -> Budget:
@@ -305,9 +343,7 @@ class Runner:
         with self._metrics.sync_duration.time():
             try:
                 identity = self._identity(store, plan)
-                # Rounds of one identity take turns: a round that starts while another
-                # reads finds its values in `recent` instead of reading them again.
-                async with self._rounds(identity), self.lease(store, plan) as (client, session):
+                async with self.lease(store, plan) as (client, session):
                     outcomes = await self._round(store, client, session, jobs, identity)
             except SecretSyncError as exc:
                 if isinstance(exc, ProviderAuthError):
@@ -315,6 +351,14 @@ class Runner:
                 context = f"cannot log in as {plan.describe()} through {store.kind} {store.name}"
                 outcomes = {job.id: failed(exc, context=context) for job in jobs}
         return self._align(outcomes, (self.backend(store).endpoint, plan.describe()))
+
+    def turn(
+        self, store: StoreEntry, plan: LoginPlan
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        """Rounds of one identity take turns (the engine holds this around `run`, before it
+        takes one of its slots, so a slow identity waits for itself, not for slots): a
+        round that starts while another reads finds its values in `recent`."""
+        return self._rounds(self._identity(store, plan))
 
     def _align(self, outcomes: dict[str, Outcome], circuit: CircuitKey) -> dict[str, Outcome]:
         """While the identity's circuit is open, every failed SecretSync of the round waits
@@ -324,7 +368,7 @@ class Runner:
         if wait is None:
             return outcomes
         return {
-            job: dataclasses.replace(out, retry_after=wait) if out.retry else out
+            job: dataclasses.replace(out, retry_after=wait, aligned=True) if out.retry else out
             for job, out in outcomes.items()
         }
 
@@ -474,7 +518,7 @@ class Runner:
             values.check_size(data)
             data_hash = hashing.data_hash(self._hmac_key, data)
             self._expect(job.id, data_hash)
-            known = self._known(target.namespace, target.secret_name)
+            known = None if job.verify else self._known(target.namespace, target.secret_name)
             written = await writer.write(self._kube, target, data, data_hash, known=known)
         except SecretSyncError as exc:
             return failed(exc)

@@ -13,6 +13,9 @@ from typing import Any
 
 from secretsync.engine import hashing
 
+LISTING_GAP = 5.0  # listing events further apart than this belong to separate listings
+LISTING_SETTLE = 30.0  # a listing is over when no listing event came for this long
+
 
 def fingerprint(key: str, value: str) -> int:
     """A short digest of one label or annotation: set membership, no values kept."""
@@ -26,6 +29,7 @@ class SecretState:
 
     resource_version: str
     data_hash: str
+    seen: float  # monotonic time of the watch event that said so
     type: str
     immutable: bool
     owner_uids: tuple[str, ...]
@@ -43,13 +47,14 @@ def _all_in(items: Iterable[tuple[str, str]], prints: frozenset[int]) -> bool:
     return all(fingerprint(k, v) in prints for k, v in items)
 
 
-def state_of(body: Mapping[str, Any], key: bytes) -> SecretState:
+def state_of(body: Mapping[str, Any], key: bytes, *, seen: float) -> SecretState:
     """The state of a Secret from a watch event's body."""
     meta = body.get("metadata") or {}
     data = {k: base64.b64decode(v) for k, v in (body.get("data") or {}).items()}
     return SecretState(
         resource_version=str(meta.get("resourceVersion", "")),
         data_hash=hashing.data_hash(key, data),
+        seen=seen,
         type=str(body.get("type") or "Opaque"),
         immutable=bool(body.get("immutable")),
         owner_uids=tuple(str(o.get("uid", "")) for o in meta.get("ownerReferences") or ()),
@@ -61,10 +66,18 @@ def state_of(body: Mapping[str, Any], key: bytes) -> SecretState:
 
 
 class SecretCache:
-    """SecretStates by (namespace, name)."""
+    """SecretStates by (namespace, name).
+
+    A watch that breaks (410 Gone after an apiserver restart) is re-listed from scratch,
+    and a Secret deleted in the gap never sends its DELETED event: its entry would say
+    it exists for good. So when a listing begins (events of kopf's initial listing come
+    without a type), entries that the listing does not repeat within LISTING_SETTLE
+    seconds are dropped (`prune`), and a round then reads the Secret itself."""
 
     def __init__(self) -> None:
         self._states: dict[tuple[str, str], SecretState] = {}
+        self._listing_began: float | None = None
+        self._last_listed = -LISTING_GAP
 
     def __len__(self) -> int:
         return len(self._states)
@@ -78,3 +91,24 @@ class SecretCache:
 
     def get(self, namespace: str, name: str) -> SecretState | None:
         return self._states.get((namespace, name))
+
+    def clear(self) -> None:
+        self._states.clear()
+        self._listing_began = None
+
+    def listed(self, now: float) -> None:
+        """An event of a listing arrived (see the class docstring)."""
+        if now - self._last_listed > LISTING_GAP:
+            self._listing_began = now
+        self._last_listed = now
+
+    def prune(self, now: float) -> int:
+        """After a listing has settled, drop what it did not repeat; returns how many."""
+        began = self._listing_began
+        if began is None or now - self._last_listed < LISTING_SETTLE:
+            return 0
+        self._listing_began = None
+        stale = [k for k, state in self._states.items() if state.seen < began]
+        for key in stale:
+            del self._states[key]
+        return len(stale)

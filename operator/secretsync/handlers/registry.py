@@ -104,6 +104,8 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     async def shutdown(memo: kopf.Memo, **_: Any) -> None:
         if "peering" in memo:
             memo["peering"].cancel()
+            # A role change under way finishes (or is cut short) before the engine stops.
+            await asyncio.gather(memo["peering"], return_exceptions=True)
         if "webhook" in memo:
             await webhook.stop(memo["webhook"])
         if "engine" in memo:
@@ -139,7 +141,12 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         body = event["object"]
         meta = body["metadata"]
         deleted = event["type"] == "DELETED"
-        memo["engine"].observe_secret(meta["namespace"], None if deleted else body, meta["name"])
+        memo["engine"].observe_secret(
+            meta["namespace"],
+            None if deleted else body,
+            meta["name"],
+            listing=event["type"] is None,  # kopf's listing: a watch (re)started
+        )
 
     return registry
 

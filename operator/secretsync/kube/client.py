@@ -442,11 +442,13 @@ class Kube:
                 VERSION,
                 PLURALS["SecretSync"],
                 limit=1,
+                resource_version="0",  # from the apiserver's cache, not etcd
             )
             await self._call(
                 f"list Secrets in {where}",
                 self._core.list_secret_for_all_namespaces,
                 limit=1,
+                resource_version="0",
                 label_selector=label_selector,
             )
             return
@@ -458,12 +460,14 @@ class Kube:
             namespace,
             PLURALS["SecretSync"],
             limit=1,
+            resource_version="0",
         )
         await self._call(
             f"list Secrets in {where}",
             self._core.list_namespaced_secret,
             namespace,
             limit=1,
+            resource_version="0",
             label_selector=label_selector,
         )
 
@@ -489,7 +493,7 @@ class Kube:
                     owner=None,
                     immutable=False,
                 )
-            except KubeError:
+            except KubeConflictError:
                 # Another replica won the race: use its key.
                 return await self.secret_value(namespace, name, key)
             return value

@@ -50,7 +50,7 @@ def _threads() -> concurrent.futures.ThreadPoolExecutor:
 
 
 class _Unobserved:
-    """The gate of login calls, which the engine guards itself (Runner.client)."""
+    """The gate of login calls, which the engine guards itself (Runner.session)."""
 
     async def enter(self, operation: str) -> None:
         """Never waits."""
