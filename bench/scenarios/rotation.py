@@ -5,7 +5,7 @@ holds the new value. One path per way a change reaches the operator:
   CloudTrail record AWS would emit; the store names the queue in spec.events.sqs);
 - `webhook`: the signed `POST /v1/notify`;
 - `force-sync`: the `secretsync.io/force-sync` annotation;
-- `aws-change-check`: no event at all, the store's changeCheckInterval (DescribeSecret);
+- `aws-change-check`: no event at all, the store's changeCheckInterval (ListSecrets);
 - `vault-change-check`: a new KV v2 version on OpenBao, the store's changeCheckInterval
   (KV metadata reads).
 
@@ -92,7 +92,7 @@ PATHS = (
     ),
     RotationPath(
         name="aws-change-check",
-        label="AWS change detection (changeCheckInterval, DescribeSecret)",
+        label="AWS change detection (changeCheckInterval, ListSecrets)",
         namespace=AWS_NS,
         store="aws-check",
         event_driven=False,

@@ -1,5 +1,5 @@
 """Cheap change detection between refreshes: ask the provider for current version ids
-(Secrets Manager DescribeSecret, SSM GetParameters without decryption, Vault KV v2
+(Secrets Manager ListSecrets, SSM GetParameters without decryption, Vault KV v2
 metadata) and compare them with status.syncedVersions; only SecretSyncs whose versions
 moved are synced, and only their values are then read."""
 
