@@ -437,10 +437,27 @@ def preflight() -> None:
         raise EnvError("the node runs on cgroup v1 hosts only (these machines); none found")
     if Path(f"/sys/class/net/{BRIDGE}").exists():
         owner = Path(f"/sys/class/net/{BRIDGE}/ifalias").read_text().strip()
-        raise EnvError(
-            f"the bridge {BRIDGE} exists already: another node runs on this machine "
-            f"(its run folder: {owner or 'unknown'}); `python -m harness.devenv down --dir` it"
-        )
+        if not _reclaim_stale(Path(owner) if owner else None):
+            raise EnvError(
+                f"the bridge {BRIDGE} exists already: another node runs on this machine "
+                f"(its run folder: {owner or 'unknown'}); `python -m harness.devenv down "
+                "--dir` it"
+            )
+
+
+def _reclaim_stale(run_dir: Path | None) -> bool:
+    """A node whose programs all died with their run (a test session killed before its
+    teardown) leaves its bridge, rules and mounts behind, and every later node would be
+    refused: undo them from its record, as `devenv down` would. A node with a program
+    still running belongs to a run in progress and is left alone (False)."""
+    if run_dir is None or not has_record(run_dir) or not (run_dir / "processes.json").exists():
+        return False
+    procs = Processes.load(run_dir)
+    if any(s.alive() for s in procs.started):
+        return False
+    print(f"node: tearing down the node left behind by a dead run in {run_dir}", file=sys.stderr)
+    teardown(run_dir, procs)
+    return True
 
 
 def _snapshot_host(record: _Record) -> None:
