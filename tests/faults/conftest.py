@@ -11,6 +11,7 @@ build/faults/<size>/results.json, from which docs/reliability.md quotes.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 
 from faults.size import SIZE
-from harness import devenv, sessions
+from harness import devenv, faults, sessions
 
 RESULTS = devenv.REPO / "build" / "faults" / SIZE / "results.json"
 
@@ -32,6 +33,24 @@ def faults_env() -> Iterator[devenv.DevEnv]:
         what="fault suite's environment",
         audit=True,
     )
+
+
+@pytest.fixture(scope="session")
+def _session_plane(faults_env: devenv.DevEnv) -> Iterator[faults.ControlPlane]:
+    control = faults.ControlPlane(faults_env)
+    yield control
+    # Only at the session's end: a component a test started again (after a restart or
+    # a 410) is the one every later module uses, and the environment's own teardown
+    # knows only the originals. A reused environment keeps running for `devenv-down`.
+    control.close(keep_running=bool(os.environ.get("SECRETSYNC_FAULTS_DEVENV_DIR")))
+
+
+@pytest.fixture
+def plane(_session_plane: faults.ControlPlane) -> Iterator[faults.ControlPlane]:
+    """Stops and starts the suite's etcd and kube-apiserver; after the test, whatever it
+    left stopped (a failed test) is started again for the tests after it."""
+    yield _session_plane
+    _session_plane.ensure_running()
 
 
 @pytest.fixture(scope="session")

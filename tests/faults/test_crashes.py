@@ -4,7 +4,7 @@ writers fight over its Secrets: it converges, with no lost and no doubled work."
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +22,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("faults_crds")]
 
 STATUS_PATCH = r"^PATCH /apis/secretsync\.io/v1alpha1/namespaces/[^/]+/secretsyncs/[^/]+/status"
 ROLLOUT = "secretsync.io/data-hash"
-
-
-@pytest.fixture(scope="module")
-def plane(faults_env: DevEnv) -> Iterator[faults.ControlPlane]:
-    control = faults.ControlPlane(faults_env)
-    yield control
-    control.ensure_running()
-    control.close(keep_running=False)
 
 
 def _deployment(api: Any, ns: str, name: str) -> None:
