@@ -138,23 +138,27 @@ def test_a_failing_provider_gets_probes_with_backoff_and_everything_recovers(
     proxy = aws if case.provider == "aws" else vault
     with op.running(faults_env, faults_log) as proc:
         ns = _team(case, faults_env, faults_api, proxy, faults_values)
-        world.wait_all(faults_api, ns, SYNCS, timeout=60)
-        before = world.versions(world.managed_secrets(faults_api, ns))
-        identities = {c.identity for c in _provider_calls(proxy, 0, time.monotonic())}
-        rule = proxy.inject(case.fault, where=lambda c: c.identity in identities)
-        start = time.monotonic()
-        time.sleep(FAULT_SECONDS)
-        end = time.monotonic()
-        during = _provider_calls(proxy, start, end)
-        statuses = world.unsynced(faults_api, ns, reason="ProviderUnavailable")
-        messages = {
-            (scenario.ready(o) or {}).get("message", "") for o in world.syncs_in(faults_api, ns)
-        }
-        rule.clear()
-        recovered = world.wait_all(faults_api, ns, SYNCS, timeout=330)
-        store = scenario.store_ready(faults_api, "SecretStore", ns, case.provider)
-        after = world.versions(world.managed_secrets(faults_api, ns))
-        assert proc.poll() is None
+        try:
+            world.wait_all(faults_api, ns, SYNCS, timeout=60)
+            before = world.versions(world.managed_secrets(faults_api, ns))
+            identities = {c.identity for c in _provider_calls(proxy, 0, time.monotonic())}
+            rule = proxy.inject(case.fault, where=lambda c: c.identity in identities)
+            start = time.monotonic()
+            time.sleep(FAULT_SECONDS)
+            end = time.monotonic()
+            during = _provider_calls(proxy, start, end)
+            statuses = world.unsynced(faults_api, ns, reason="ProviderUnavailable")
+            messages = {
+                (scenario.ready(o) or {}).get("message", "") for o in world.syncs_in(faults_api, ns)
+            }
+            rule.clear()
+            recovered = world.wait_all(faults_api, ns, SYNCS, timeout=330)
+            store = scenario.store_ready(faults_api, "SecretStore", ns, case.provider)
+            after = world.versions(world.managed_secrets(faults_api, ns))
+            assert proc.poll() is None
+        finally:
+            # Another case of the same provider must count its own identity's calls only.
+            world.retire(faults_api, ns)
     probes = probes_within(FAULT_SECONDS, at_least=case.retry_after)
     # The first failing round, then one round per probe; a round is one batch call, and
     # the store's re-check may add one call of its own per step.
