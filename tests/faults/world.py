@@ -31,25 +31,6 @@ def namespace(api: Any, prefix: str) -> str:
     return name
 
 
-def retire(api: Any, ns: str, *, timeout: float = 90) -> None:
-    """Delete a team's namespace and wait until it is gone (the operator, still running,
-    lets its SecretSyncs go), so that the operators of later cases have nothing of it to
-    sync: their calls would count as theirs."""
-    core = kubernetes.client.CoreV1Api(api)
-    core.delete_namespace(ns)
-
-    def gone() -> bool:
-        try:
-            core.read_namespace(ns)
-        except kubernetes.client.ApiException as exc:
-            if exc.status == 404:
-                return True
-            raise
-        return False
-
-    kube.eventually(gone, timeout=timeout, what=f"namespace {ns} gone")
-
-
 def vault_team(env: DevEnv, api: Any, prefix: str, *, server: str) -> str:
     """A namespace reading secret/<namespace>/* from OpenBao (through `server`, e.g. a
     fault proxy) as its own ServiceAccount, with SecretStore `vault`."""
