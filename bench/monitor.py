@@ -26,6 +26,7 @@ class Monitor:
     """Samples named processes in a background thread until stopped."""
 
     def __init__(self, pids: Mapping[str, int], *, interval: float = INTERVAL) -> None:
+        self.pids = dict(pids)
         self._procs = {name: psutil.Process(pid) for name, pid in pids.items()}
         self._samples: dict[str, list[Sample]] = {name: [] for name in [*pids, "machine"]}
         self._interval = interval

@@ -26,17 +26,23 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import kubernetes
+
 from bench import machine, profile, report
-from bench.scenarios import churn, cold_start, rotation, scale, steady_state
+from bench.monitor import Monitor
+from bench.scenarios import change_checks, churn, cold_start, rotation, scale, steady_state
 from bench.sizes import SIZES, Size
 from bench.world import Layout, World, connect
 from harness import devenv
+from harness import operator as op
 from harness.processes import EnvError, Processes, free_port
+from secretsync.engine import shards
 
 log = logging.getLogger("bench")
 REPO = Path(__file__).resolve().parents[1]
-SCENARIOS = ("cold", "steady", "churn", "rotation", "scale")
-PREFIXES = ("bench-", "scale-", "rot-")  # the namespaces a run creates
+SCENARIOS = ("cold", "steady", "churn", "checks", "rotation", "scale", "huge", "sharded")
+PREFIXES = ("bench-", "scale-", "rot-", "huge-", "shard-")  # the namespaces a run creates
+SHARD_GROUP = "bench"
 
 
 @contextlib.contextmanager
@@ -105,6 +111,8 @@ def phase_a(world: World, size: Size, only: set[str], *, profiling: bool) -> dic
             if "churn" in only:
                 with maybe_profiled(profiling, pid, world.out / "profile-churn.txt"):
                     results["churn"] = churn.run(world, watch, monitor, layout, size, phase=phase)
+            if "checks" in only:
+                results["change_checks"] = change_checks.run(world, layout, size)
             if setup is not None:
                 results["rotation"] = rotation.run(world, watch, size, setup)
             results["phase_a_series"] = monitor.series("operator", started)
@@ -113,21 +121,73 @@ def phase_a(world: World, size: Size, only: set[str], *, profiling: bool) -> dic
     return results
 
 
-def phase_b(world: World, size: Size, *, profiling: bool) -> dict[str, Any]:
-    """Scale: a fresh operator process and N SecretSyncs."""
-    layout = Layout(
-        prefix="scale", namespaces=size.namespaces, syncs=size.scale_syncs, unique=size.unique
-    )
+def scale_layouts(size: Size) -> dict[str, tuple[Layout, int]]:
+    """The scale scenarios: (layout, replicas) each."""
+    huge = {
+        "namespaces": size.huge_namespaces,
+        "syncs": size.huge_syncs,
+        "unique": size.huge_unique,
+    }
+    return {
+        "scale": (
+            Layout(
+                prefix="scale",
+                namespaces=size.namespaces,
+                syncs=size.scale_syncs,
+                unique=size.unique,
+            ),
+            1,
+        ),
+        "huge": (Layout(prefix="huge", **huge), 1),
+        "sharded": (Layout(prefix="shard", **huge), size.replicas),
+    }
+
+
+def phase_b(
+    world: World, size: Size, layout: Layout, replicas: int, *, profiling: bool
+) -> dict[str, Any]:
+    """Scale: fresh operator process(es) and N SecretSyncs; sharded when replicas > 1."""
     layout.prepare(world)
-    with world.operator("b") as (pid, monitor):
+    args = ("--shards", str(size.shards), "--shard-group", SHARD_GROUP) if replicas > 1 else ()
+    with world.operator(layout.prefix, *args, replicas=replicas) as (pid, monitor):
         started = time.time()
-        watch = world.watch("scale-")
+        watch = world.watch(f"{layout.prefix}-")
         try:
             world.wait_stores([(ns, "aws") for ns in layout.namespace_names()])
-            with maybe_profiled(profiling, pid, world.out / "profile-scale.txt"):
-                return scale.run(world, watch, monitor, layout, size, started=started, timeout=1800)
+            with maybe_profiled(profiling, pid, world.out / f"profile-{layout.prefix}.txt"):
+                figures = scale.run(
+                    world, watch, monitor, layout, size, started=started, timeout=3600
+                )
+            if replicas > 1:
+                figures["shards"] = size.shards
+                figures["split"] = shard_split(world, monitor, layout, size)
         finally:
             watch.stop()
+    return figures
+
+
+def shard_split(world: World, monitor: Monitor, layout: Layout, size: Size) -> dict[str, Any]:
+    """Who held which shard at the end, from the Leases: shards and layout namespaces per
+    replica (a replica's Lease identity ends with its process id)."""
+    names = {pid: name for name, pid in monitor.pids.items() if name.startswith("operator")}
+    leases: Any = kubernetes.client.CoordinationV1Api(world.api).list_namespaced_lease(
+        op.STATE_NAMESPACE, label_selector=f"secretsync.io/shard-group={SHARD_GROUP}"
+    )
+    holder_of: dict[int, str] = {}
+    for lease in leases.items:
+        name, holder = lease.metadata.name, lease.spec.holder_identity or ""
+        if "-shard-" in name and holder:
+            holder_of[int(name.rsplit("-", 1)[1])] = names.get(
+                int(holder.rsplit("/", 1)[1]), holder
+            )
+    shards_by: dict[str, int] = {n: 0 for n in names.values()}
+    namespaces_by: dict[str, int] = {n: 0 for n in names.values()}
+    for name in holder_of.values():
+        shards_by[name] = shards_by.get(name, 0) + 1
+    for ns in layout.namespace_names():
+        owner = holder_of.get(shards.shard_of(ns, size.shards), "")
+        namespaces_by[owner] = namespaces_by.get(owner, 0) + 1
+    return {"shards_by_replica": shards_by, "namespaces_by_replica": namespaces_by}
 
 
 _NUMBERS = re.compile(r"\[\s*(-?[0-9][-0-9.e+]*(?:,\s*-?[0-9][-0-9.e+]*)*)\s*\]")
@@ -165,6 +225,14 @@ def main(argv: list[str] | None = None) -> int:
         "the installed one, to measure a change",
     )
     parser.add_argument(
+        "--operator-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an environment variable for the operator's process (repeatable), to measure "
+        "a setting",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="record py-spy profiles of the operator (costs it some CPU)",
@@ -193,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = only - set(SCENARIOS)
     if unknown:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
-    if "steady" in only or "churn" in only or "rotation" in only:
+    if only & {"steady", "churn", "checks", "rotation"}:
         only.add("cold")
     out = REPO / "build" / "bench" / size.name
     out.mkdir(parents=True, exist_ok=True)
@@ -217,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
             env.wait_established("secretsyncs.secretsync.io", "secretstores.secretsync.io")
             world = connect(env, out, origin)
             world.operator_source = args.operator_source
+            world.operator_env = dict(kv.split("=", 1) for kv in args.operator_env)
+            if args.operator_env:
+                results["operator_env"] = world.operator_env
             if args.operator_source:
                 results["operator_source"] = str(args.operator_source)
             results["counting"] = {
@@ -228,17 +299,24 @@ def main(argv: list[str] | None = None) -> int:
                 log.info("deleting %d namespaces of an earlier run", len(leftovers))
                 world.delete_namespaces(leftovers)
             try:
-                if only & {"cold", "steady", "churn", "rotation"}:
+                previous: list[str] = []
+                if only & {"cold", "steady", "churn", "checks", "rotation"}:
                     results["scenarios"].update(phase_a(world, size, only, profiling=args.profile))
-                    if "scale" in only:
-                        log.info("deleting the namespaces of the first operator")
-                        spent = world.delete_namespaces(
-                            [f"bench-{k}" for k in range(size.namespaces)]
-                            + [rotation.AWS_NS, rotation.VAULT_NS]
-                        )
-                        log.info("deleted in %.0fs", spent)
-                if "scale" in only:
-                    results["scenarios"]["scale"] = phase_b(world, size, profiling=args.profile)
+                    previous = [f"bench-{k}" for k in range(size.namespaces)]
+                    previous += [rotation.AWS_NS, rotation.VAULT_NS]
+                for key, (layout, replicas) in scale_layouts(size).items():
+                    if key not in only:
+                        continue
+                    if previous:
+                        # One scenario's objects at a time in the cluster: a fresh
+                        # operator lists every namespace it serves.
+                        log.info("deleting the namespaces of the previous scenario")
+                        log.info("deleted in %.0fs", world.delete_namespaces(previous))
+                    log.info("%s: %d SecretSyncs on %d replica(s)", key, layout.syncs, replicas)
+                    results["scenarios"][key] = phase_b(
+                        world, size, layout, replicas, profiling=args.profile
+                    )
+                    previous = layout.namespace_names()
             finally:
                 world.aws.stop()
                 world.bao.stop()

@@ -24,6 +24,16 @@ class Size:
     rotations: int  # per rotation path
     check_rotations: int  # per change-detection path (each takes about the check interval)
     change_check: str  # changeCheckInterval of the change-detection stores
+    # The cost of change checks at scale: the N SecretSyncs' stores get this
+    # changeCheckInterval for `check_window` seconds, and the calls are counted.
+    check_interval: float
+    check_window: float
+    # The biggest scale run: once on one process, once on `replicas` sharded replicas.
+    huge_syncs: int
+    huge_namespaces: int
+    huge_unique: int
+    replicas: int
+    shards: int
 
     @property
     def churned(self) -> int:
@@ -41,8 +51,8 @@ FULL = Size(
     namespaces=10,
     syncs=1000,
     unique=500,
-    refresh=30.0,
-    steady_cycles=10,
+    refresh=60.0,  # the comparison workload's (docs/benchmarks.md)
+    steady_cycles=5,
     churn_cycles=5,
     churn_fraction=0.05,
     scale_syncs=10_000,
@@ -50,6 +60,13 @@ FULL = Size(
     rotations=200,
     check_rotations=100,
     change_check="1s",
+    check_interval=10.0,
+    check_window=60.0,
+    huge_syncs=30_000,
+    huge_namespaces=30,
+    huge_unique=600,
+    replicas=3,
+    shards=12,
 )
 
 SMOKE = Size(
@@ -66,6 +83,13 @@ SMOKE = Size(
     rotations=10,
     check_rotations=5,
     change_check="1s",
+    check_interval=2.0,
+    check_window=8.0,
+    huge_syncs=300,
+    huge_namespaces=6,
+    huge_unique=30,
+    replicas=3,
+    shards=6,
 )
 
 SIZES = {s.name: s for s in (FULL, SMOKE)}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import secrets
@@ -69,6 +70,7 @@ class World:
     origin: float  # time.time() at the start of the run
     sm: Any  # Secrets Manager client of the benchmark itself (straight to moto, not counted)
     operator_source: Path | None = None  # a scratch copy of the package to measure instead
+    operator_env: dict[str, str] = dataclasses.field(default_factory=dict)  # --operator-env
     _roles: dict[str, str] = dataclasses.field(default_factory=dict)  # access key -> role
     values: dict[str, bytes] = dataclasses.field(default_factory=dict)  # remote key -> value
 
@@ -92,6 +94,17 @@ class World:
             calls = [c for c in calls if self._namespace_of(c).startswith(prefix)]
         found = Counter(c.action for c in calls)
         return dict(sorted(found.items()))
+
+    def batch_ids(self, start: float, end: float, prefix: str = "") -> Counter[str]:
+        """How often each secret id was asked for in BatchGetSecretValue calls."""
+        asked: Counter[str] = Counter()
+        for call in self.calls(self.aws, start, end):
+            if call.action != "BatchGetSecretValue":
+                continue
+            if prefix and not self._namespace_of(call).startswith(prefix):
+                continue
+            asked.update(json.loads(call.body or b"{}").get("SecretIdList") or [])
+        return asked
 
     def _namespace_of(self, call: Call) -> str:
         """The namespace whose role made (or, for a login, asked for) the call."""
@@ -215,16 +228,24 @@ class World:
     # --- the operator -------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def operator(self, name: str, *args: str) -> Iterator[tuple[int, Monitor]]:
-        """`secretsync run --all-namespaces --log-level info` as a process, with a monitor
-        sampling it and the environment's programs."""
-        logfile = self.out / f"operator-{name}.log"
-        extra = {"PYTHONPATH": str(self.operator_source)} if self.operator_source else None
-        with op.running(self.env, logfile, "--log-level", "info", *args, extra_env=extra) as proc:
-            pids = {"operator": proc.pid, **self.devenv_pids(), "bench": os.getpid()}
-            monitor = Monitor(pids)
+    def operator(self, name: str, *args: str, replicas: int = 1) -> Iterator[tuple[int, Monitor]]:
+        """`secretsync run --all-namespaces --log-level info` as a process (or several
+        replicas, sampled as "operator", "operator-2", ...), with a monitor sampling them and
+        the environment's programs."""
+        extra = {"PYTHONPATH": str(self.operator_source)} if self.operator_source else {}
+        extra.update(self.operator_env)
+        with contextlib.ExitStack() as stack:
+            pids = {}
+            for i in range(1, replicas + 1):
+                suffix = "" if i == 1 else f"-{i}"
+                logfile = self.out / f"operator-{name}{suffix}.log"
+                proc = stack.enter_context(
+                    op.running(self.env, logfile, "--log-level", "info", *args, extra_env=extra)
+                )
+                pids[f"operator{suffix}"] = proc.pid
+            monitor = Monitor({**pids, **self.devenv_pids(), "bench": os.getpid()})
             try:
-                yield proc.pid, monitor
+                yield pids["operator"], monitor
             finally:
                 monitor.stop()
 

@@ -1,5 +1,6 @@
-"""Scenario 4, scale: N SecretSyncs (10,000 in the full run) on one fresh operator
-process; its peak RSS and CPU while they sync, and then at rest."""
+"""Scenario 4, scale: N SecretSyncs (10,000 and 30,000 in the full run) on a fresh
+operator process, or on sharded replicas; peak RSS and CPU of each while they sync, and
+then at rest."""
 
 from __future__ import annotations
 
@@ -28,7 +29,9 @@ def run(
     timeout: float,
 ) -> dict[str, Any]:
     time.sleep(2)
-    idle_rss = monitor.last_rss("operator")
+    operators = [n for n in monitor.names() if n.startswith("operator")]
+    idle = {name: monitor.last_rss(name) for name in operators}
+    idle_rss = idle["operator"]
     expected = layout.expected(world.values)
     convergence = Convergence(watch, expected)
     manifests = layout.manifests(REFRESH)
@@ -60,7 +63,22 @@ def run(
     rest = process_figures(monitor, rest_start, rest_end)
     elapsed = [t - start for t in done]
     rest_calls = world.aws_actions(rest_start, rest_end, layout.prefix)
+    replicas = {
+        name: {
+            "rss_before_mib": round(idle[name] / 2**20, 1),
+            "peak_rss_mib": round(monitor.peak_rss(name, started, rest_end) / 2**20, 1),
+            "rest_rss_mib": round(monitor.last_rss(name) / 2**20, 1),
+            "cpu_s_syncing": round(monitor.cpu(name, start, end), 2),
+            "cpu_s_rest": round(monitor.cpu(name, rest_start, rest_end), 2),
+        }
+        for name in operators
+    }
+    grown = sum(monitor.last_rss(name) - idle[name] for name in operators)
     return {
+        "replicas": replicas,
+        # What one SecretSync costs the operator(s) at rest: RSS grown over the idle
+        # process, per SecretSync (KiB; includes kopf's per-object state).
+        "rss_per_sync_kib": round(grown / 1024 / max(len(expected), 1), 2),
         "syncs": len(expected),
         "unique_remote_secrets": layout.unique,
         "namespaces": layout.namespaces,
@@ -72,7 +90,7 @@ def run(
         "p50_ready_s": round(percentile(elapsed, 50), 1),
         "timeline_s": downsample(elapsed),
         "rss_before_mib": round(idle_rss / 2**20, 1),
-        "peak_rss_mib": round(monitor.peak_rss("operator", started, rest_end) / 2**20, 1),
+        "peak_rss_mib": max(r["peak_rss_mib"] for r in replicas.values()),
         "syncing": {
             **syncing,
             "seconds": round(end - start, 1),

@@ -43,6 +43,9 @@ def window(
         "status_writes": kube_writes(kube, "secretsyncs/status"),
         "events_posted": kube_writes(kube, "events"),
         "secret_reads": None if kube is None else kube.get("get secrets", 0),
+        # Every request of the operator the audit log records (Secrets, Events, tokens,
+        # SecretSyncs and stores, workloads), reads included.
+        "kube_requests_total": None if kube is None else sum(kube.values()),
         "watch_changes": changes,
         "secret_changes_seen": sum(n for k, n in changes.items() if k.endswith(" Secret")),
         "secretsync_changes_seen": sum(n for k, n in changes.items() if k.endswith("SecretSync")),
@@ -87,6 +90,8 @@ def run(
         "total_status_writes": _total(cycles, "status_writes"),
         "total_secret_changes_seen": sum(c["secret_changes_seen"] for c in cycles),
         "total_secretsync_changes_seen": sum(c["secretsync_changes_seen"] for c in cycles),
+        "max_kube_requests_per_cycle": max((c["kube_requests_total"] or 0) for c in cycles),
+        "max_operator_cpu_s_per_cycle": max(c["operator_cpu_s"] for c in cycles),
         "mean_operator_cpu_s_per_cycle": round(
             sum(c["operator_cpu_s"] for c in cycles) / len(cycles), 2
         ),

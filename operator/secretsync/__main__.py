@@ -18,6 +18,7 @@ from secretsync import __version__, audit, config, handlers, logs, probes
 from secretsync.engine import state
 from secretsync.engine.health import Health
 from secretsync.errors import ConfigError
+from secretsync.handlers import kopfstate
 from secretsync.kube import Kube
 from secretsync.metrics import Metrics
 
@@ -63,6 +64,20 @@ def build_parser() -> argparse.ArgumentParser:
         "by (needs the ClusterKopfPeering NAME, or the KopfPeering NAME in each watched "
         "namespace)",
     )
+    run.add_argument(
+        "--shards",
+        type=int,
+        default=0,
+        metavar="N",
+        help="split the namespaces into N shards served by the replicas through Leases in "
+        "the state namespace (each replica holds about N / replicas of them); 0 = off",
+    )
+    run.add_argument(
+        "--shard-group",
+        default="secretsync",
+        metavar="NAME",
+        help="the name the replicas' shard Leases share (default: secretsync)",
+    )
     run.add_argument("--log-format", choices=("json", "text"), default="text")
     run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     return parser
@@ -86,18 +101,23 @@ async def _run(cfg: config.OperatorConfig) -> None:
         settings = kopf.OperatorSettings()
         handlers.configure_settings(settings)
         identity, priority = _peering_identity(), _peering_priority()
+        # Sharded: kopf watches what the shard Leases give this replica (handlers/kopfstate.py).
+        insights = kopfstate.new_insights()
+        namespaces = [kopfstate.NO_NAMESPACE] if cfg.shards else list(cfg.namespaces)
         try:
             await kopf.operator(
                 registry=handlers.build_registry(cfg),
                 settings=settings,
-                clusterwide=cfg.clusterwide,
-                namespaces=cfg.namespaces,
+                clusterwide=cfg.clusterwide and not cfg.shards,
+                namespaces=namespaces,
+                insights=insights,
+                memories=kopfstate.EventMemories(),
                 standalone=cfg.peering is None,
                 peering_name=cfg.peering,
                 # kopf types it as its own NewType of str, which it does not export.
                 identity=identity,  # type: ignore[arg-type]
                 priority=priority,
-                memo=kopf.Memo(
+                memo=SharedMemo(
                     config=cfg,
                     metrics=metrics,
                     kube=kube,
@@ -105,6 +125,7 @@ async def _run(cfg: config.OperatorConfig) -> None:
                     health=health,
                     identity=identity,
                     priority=priority,
+                    insights=insights,
                 ),
             )
         finally:
@@ -112,6 +133,16 @@ async def _run(cfg: config.OperatorConfig) -> None:
                 await probes.stop(server)
     finally:
         await kube.close()
+
+
+class SharedMemo(kopf.Memo):
+    """The operator's memo, shared by every object rather than copied for each: kopf
+    gives each watched object a shallow copy of the memo (`copy.copy`), which is a few
+    hundred bytes per SecretSync and per managed Secret, and the handlers keep nothing
+    per object in it (the engine does)."""
+
+    def __copy__(self) -> SharedMemo:
+        return self
 
 
 def _peering_identity() -> str:

@@ -13,6 +13,7 @@ from secretsync.errors import ConfigError
 LogFormat = Literal["json", "text"]
 # A KopfPeering's name is an object name: a DNS-1123 subdomain.
 _PEERING_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+MAX_SHARDS = 256
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -31,6 +32,10 @@ class OperatorConfig:
     # kopf peering (HA): the name of the ClusterKopfPeering (or of the KopfPeering in each
     # watched namespace) the replicas share; None runs standalone.
     peering: str | None = None
+    # Sharding (docs/design/0009-sharding.md): the number of shard Leases the replicas
+    # split the namespaces into, 0 for none; and the name their Leases share.
+    shards: int = 0
+    shard_group: str = "secretsync"
 
     @property
     def clusterwide(self) -> bool:
@@ -61,6 +66,18 @@ def from_args(args: argparse.Namespace) -> OperatorConfig:
             f"--peering must name a KopfPeering object (lower-case letters, digits, '-' and '.'), "
             f"got {args.peering!r}"
         )
+    if args.shards < 0 or args.shards > MAX_SHARDS:
+        raise ConfigError(f"--shards must be between 0 (off) and {MAX_SHARDS}, got {args.shards}")
+    if args.shards and args.peering is not None:
+        raise ConfigError(
+            "--shards and --peering exclude each other: sharded replicas take over each "
+            "other's shards, so they need no peering; pass one of them"
+        )
+    if not _PEERING_NAME.match(args.shard_group) or len(args.shard_group) > 40:
+        raise ConfigError(
+            "--shard-group must be at most 40 lower-case letters, digits, '-' and '.', "
+            f"got {args.shard_group!r}"
+        )
     return OperatorConfig(
         namespaces=tuple(namespaces),
         metrics_port=args.metrics_port,
@@ -71,4 +88,6 @@ def from_args(args: argparse.Namespace) -> OperatorConfig:
         log_level=args.log_level,
         state_namespace=args.state_namespace,
         peering=args.peering,
+        shards=args.shards,
+        shard_group=args.shard_group,
     )

@@ -7,7 +7,8 @@
     ├── KubeError                    the Kubernetes API refused or failed a call
     │   ├── KubeNotFoundError
     │   ├── KubeConflictError        someone else changed the object since it was read (409)
-    │   └── KubeForbiddenError       the operator's identity may not do that (RBAC, 401/403)
+    │   ├── KubeForbiddenError       the operator's identity may not do that (RBAC, 401/403)
+    │   └── KubeFencedError          a write in a namespace this replica does not serve (sharding)
     └── ProviderError                a secret manager call failed
         ├── SecretNotFoundError      the remote secret does not exist (drives deletionPolicy)
         ├── ProviderAuthError        login or credentials refused
@@ -41,6 +42,11 @@ class KubeConflictError(KubeError):
 
 class KubeForbiddenError(KubeError):
     """The apiserver refused the operator's identity (401) or its RBAC forbids the call (403)."""
+
+
+class KubeFencedError(KubeError):
+    """Refused before it was sent: the namespace belongs to a shard this replica does not
+    hold (any more), so another replica may be writing there."""
 
 
 class ProviderError(SecretSyncError):

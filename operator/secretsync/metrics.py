@@ -91,7 +91,12 @@ class Metrics:
 
         self.active = prometheus_client.Gauge(
             "secretsync_active",
-            "1 while this replica acts, 0 while it stands by for another (peering).",
+            "1 while this replica acts (peering: the active one; sharding: holds a shard), else 0.",
+            registry=self.registry,
+        )
+        self.shards_held = prometheus_client.Gauge(
+            "secretsync_shards_held",
+            "Shard Leases this replica holds (sharding; 0 when not sharded).",
             registry=self.registry,
         )
         self.status_retries_pending = prometheus_client.Gauge(

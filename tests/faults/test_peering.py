@@ -10,28 +10,23 @@ from __future__ import annotations
 import collections
 import contextlib
 import datetime
-import json
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import kubernetes
 import pytest
 
-from faults import world
+from faults import replicas, world
 from faults.size import FULL
-from harness import delivery, devenv, faults, scenario, vaultsetup
+from harness import devenv, faults, scenario, vaultsetup
 from harness import operator as op
 from harness.audit import WRITE_VERBS, AuditLog
 from harness.devenv import DevEnv
-from harness.processes import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("faults_crds")]
 
 PEERING = "secretsync-faults"
-SA_NAMESPACE = "peering-replicas"
 SYNCS = 20
 
 
@@ -48,71 +43,8 @@ def peering(faults_env: DevEnv) -> str:
     return PEERING
 
 
-class Replica:
-    """One operator process of the group, as its own ServiceAccount (so the apiserver's
-    audit log tells the replicas' requests apart), with its probes and metrics."""
-
-    def __init__(self, env: DevEnv, name: str, log: Path) -> None:
-        self.name = name
-        self.user = f"system:serviceaccount:{SA_NAMESPACE}:replica-{name}"
-        self.kubeconfig = delivery.service_account_kubeconfig(
-            env, SA_NAMESPACE, f"replica-{name}", env.run_dir / f"kubeconfig-replica-{name}"
-        )
-        self.health, self.metrics = free_port(), free_port()
-        self.log = log
-
-    def role(self) -> str | None:
-        try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.health}/healthz", timeout=5
-            ) as resp:
-                return str(json.load(resp)["role"])
-        except OSError:
-            return None
-
-    def active_metric(self) -> float | None:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics}/metrics", timeout=5) as resp:
-            for line in resp.read().decode().splitlines():
-                if line.startswith("secretsync_active "):
-                    return float(line.split()[1])
-        return None
-
-    def reads(self) -> int:
-        return len(delivery.audit_records(self.log)) if self.log.exists() else 0
-
-
-def _replicas(env: DevEnv, api: Any, names: list[str]) -> list[Replica]:
-    core = kubernetes.client.CoreV1Api(api)
-    with contextlib.suppress(kubernetes.client.ApiException):
-        core.create_namespace(
-            kubernetes.client.V1Namespace(
-                metadata=kubernetes.client.V1ObjectMeta(name=SA_NAMESPACE)
-            )
-        )
-    for name in names:
-        scenario.service_account(api, SA_NAMESPACE, f"replica-{name}")
-    subjects = [
-        {"kind": "ServiceAccount", "name": f"replica-{n}", "namespace": SA_NAMESPACE} for n in names
-    ]
-    scenario.apply(
-        env,
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": "peering-replicas-admin"},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": "cluster-admin",
-            },
-            "subjects": subjects,
-        },
-    )
-    return [Replica(env, n, env.run_dir / f"replica-{n}-{time.time_ns()}.log") for n in names]
-
-
 @contextlib.contextmanager
-def _run(env: DevEnv, replica: Replica) -> Iterator[Any]:
+def _run(env: DevEnv, replica: replicas.Replica) -> Iterator[Any]:
     with op.running(
         env,
         replica.log,
@@ -125,15 +57,6 @@ def _run(env: DevEnv, replica: Replica) -> Iterator[Any]:
         extra_env={"POD_ID": f"replica-{replica.name}"},
     ) as proc:
         yield proc
-
-
-def _writes(audit: AuditLog, start: float, end: float, ns: str) -> collections.Counter[str]:
-    """Writes on Secrets and SecretSync statuses of the namespace, by user."""
-    return collections.Counter(
-        r.user
-        for r in audit.requests(start, end, namespace_prefix=ns, operator_only=False)
-        if r.verb in WRITE_VERBS and r.resource in ("secrets", "secretsyncs/status")
-    )
 
 
 def _peers(api: Any) -> dict[str, Any]:
@@ -157,7 +80,7 @@ def test_one_writer_a_quick_hand_over_and_no_double_write(
     faults_values: set[bytes],
     figures: Callable[..., None],
 ) -> None:
-    a, b = _replicas(faults_env, faults_api, ["a", "b"])
+    a, b = replicas.make(faults_env, faults_api, ["a", "b"])
     ns = world.vault_team(faults_env, faults_api, "peers", server=faults_env.vault_addr)
     for i in range(SYNCS):
         _rotate(faults_env, ns, i, faults_values)
@@ -180,7 +103,7 @@ def test_one_writer_a_quick_hand_over_and_no_double_write(
                 time.sleep(3)
             world.wait_for(lambda: not world.unsynced(faults_api, ns), 30)
             time.sleep(2)
-            by_user = _writes(audit, steady, time.time(), ns)
+            by_user = replicas.writes(audit, steady, time.time(), ns)
             assert by_user[a.user] > 0
             assert by_user[b.user] == 0, "the standby wrote"
             assert b.reads() == 0, "the standby read from the provider"
@@ -222,7 +145,7 @@ def test_a_frozen_replica_stops_acting_and_a_resumed_one_acts_again(
     faults_values: set[bytes],
     figures: Callable[..., None],
 ) -> None:
-    (c,) = _replicas(faults_env, faults_api, ["c"])
+    (c,) = replicas.make(faults_env, faults_api, ["c"])
     ns = world.vault_team(faults_env, faults_api, "freeze", server=faults_env.vault_addr)
     for i in range(3):
         _rotate(faults_env, ns, i, faults_values)
@@ -252,7 +175,7 @@ def test_a_frozen_replica_stops_acting_and_a_resumed_one_acts_again(
         frozen_value = _rotate(faults_env, ns, 0, faults_values)
         time.sleep(12)  # four refresh intervals
         reads_frozen = c.reads() - reads_before
-        writes = _writes(audit, start, time.time(), ns)[c.user]
+        writes = replicas.writes(audit, start, time.time(), ns)[c.user]
         assert reads_frozen == 0, "the paused replica read from the provider"
         assert writes == 0, "the paused replica wrote"
         assert scenario.secret_data(faults_api, ns, "s0") != {"value": frozen_value.encode()}
@@ -285,7 +208,7 @@ if FULL:
         faults_values: set[bytes],
         figures: Callable[..., None],
     ) -> None:
-        d, e = _replicas(faults_env, faults_api, ["d", "e"])
+        d, e = replicas.make(faults_env, faults_api, ["d", "e"])
         ns = world.vault_team(faults_env, faults_api, "killed", server=faults_env.vault_addr)
         _rotate(faults_env, ns, 0, faults_values)
         with _run(faults_env, d) as proc, _run(faults_env, e):

@@ -251,7 +251,12 @@ def expected(scope: str, *, namespaced: bool, flags: set[str], peering: str) -> 
             continue
         if any(
             f"`{flag}`" in when and flag not in flags
-            for flag in ("peering.enabled", "rbac.rollouts", "rbac.configMapCaRef")
+            for flag in (
+                "peering.enabled",
+                "rbac.rollouts",
+                "rbac.configMapCaRef",
+                "sharding.shards",
+            )
         ):
             continue
         names = [
@@ -277,7 +282,25 @@ OPTIONS = {
         {"peering.enabled", "rbac.rollouts", "rbac.configMapCaRef", "webhook.enabled"},
     ),
     "single": (("replicaCount=1", "peering.enabled=false"), set()),
+    "sharded": (
+        ("replicaCount=3", "peering.enabled=false", "sharding.shards=6"),
+        {"sharding.shards"},
+    ),
 }
+
+
+def shard_role(objects: list[dict[str, Any]], flags: set[str]) -> None:
+    """The Leases' own Role, in the release namespace, exactly when sharded."""
+    roles = [
+        r for r in delivery.every(objects, "Role") if r["metadata"]["name"].endswith("-shards")
+    ]
+    if "sharding.shards" not in flags:
+        assert not roles
+        return
+    (role,) = roles
+    assert role["metadata"]["namespace"] == "ops"
+    want = expected("release namespace (sharding)", namespaced=False, flags=flags, peering="")
+    assert flat(role["rules"]) == want
 
 
 @pytest.mark.parametrize("option", OPTIONS)
@@ -286,7 +309,8 @@ def test_cluster_wide_rbac_is_exactly_the_documented_rules(helm_bin: Path, optio
     objects = render(helm_bin, *values)
     roles = delivery.every(objects, "ClusterRole")
     assert [r["metadata"]["name"] for r in roles] == ["rel-secretsync"]
-    assert not delivery.every(objects, "Role")
+    shard_role(objects, flags)
+    assert all(r["metadata"]["name"].endswith("-shards") for r in delivery.every(objects, "Role"))
     want = expected("namespaces served", namespaced=False, flags=flags, peering="rel-secretsync")
     want |= expected("cluster", namespaced=False, flags=flags, peering="rel-secretsync")
     assert flat(roles[0]["rules"]) == want
@@ -301,9 +325,11 @@ def test_namespaced_rbac_is_exactly_the_documented_rules(helm_bin: Path, option:
     values, flags = OPTIONS[option]
     objects = render(helm_bin, "watch.namespaces={team-a,team-b}", *values)
     peering = "rel-secretsync"
+    shard_role(objects, flags)
     roles = {
         (r["metadata"]["namespace"], r["metadata"]["name"]): r
         for r in delivery.every(objects, "Role")
+        if not r["metadata"]["name"].endswith("-shards")
     }
     assert set(roles) == {
         ("team-a", "rel-secretsync"),
@@ -327,7 +353,7 @@ def test_namespaced_rbac_is_exactly_the_documented_rules(helm_bin: Path, option:
     bindings = delivery.every(objects, "RoleBinding") + delivery.every(
         objects, "ClusterRoleBinding"
     )
-    assert len(bindings) == 4
+    assert len(bindings) == 4 + ("sharding.shards" in flags)
 
 
 def test_every_rbac_rule_of_the_chart_is_in_the_documented_table(helm_bin: Path) -> None:
@@ -344,6 +370,8 @@ def test_every_rbac_rule_of_the_chart_is_in_the_documented_table(helm_bin: Path)
     everything = OPTIONS["everything"][0]
     for mode in ((), ("watch.namespaces={team-a}",)):
         objects = render(helm_bin, *mode, *everything)
+        sharded = render(helm_bin, *mode, *OPTIONS["sharded"][0])
+        objects += delivery.every(sharded, "ClusterRole") + delivery.every(sharded, "Role")
         for role in delivery.every(objects, "ClusterRole") + delivery.every(objects, "Role"):
             assert flat(role["rules"]) <= documented, role["metadata"]["name"]
 
@@ -406,3 +434,32 @@ def test_every_value_is_documented_in_values_yaml_readme_and_schema() -> None:
         for key in path.split("."):
             assert key in node.get("properties", {}), f"values.schema.json: no {path}"
             node = node["properties"][key]
+
+
+def test_sharded_replicas_get_their_lease_role_and_the_cli_accepts_their_arguments(
+    helm_bin: Path,
+) -> None:
+    objects = render(
+        helm_bin, "replicaCount=3", "peering.enabled=false", "sharding.shards=12", namespace="ops"
+    )
+    cfg = config.from_args(cli.build_parser().parse_args(delivery.container(objects)["args"]))
+    assert (cfg.shards, cfg.shard_group, cfg.peering) == (12, "rel-secretsync", None)
+    assert not delivery.every(objects, "ClusterKopfPeering")
+    roles = {r["metadata"]["name"]: r for r in delivery.every(objects, "Role")}
+    lease_rules = roles["rel-secretsync-shards"]["rules"]
+    assert roles["rel-secretsync-shards"]["metadata"]["namespace"] == "ops"
+    assert lease_rules == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["list", "create", "update", "delete"],
+        }
+    ]
+    cluster_rules = delivery.find(objects, "ClusterRole")["rules"]
+    assert {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list"]} in cluster_rules
+    # Leases nowhere else, and no namespace list without sharding.
+    assert all("leases" not in str(r) for r in delivery.every(objects, "ClusterRole"))
+    plain = delivery.find(render(helm_bin), "ClusterRole")["rules"]
+    assert all("list" not in r["verbs"] for r in plain if r["resources"] == ["namespaces"])
+    assert "needs peering.enabled=false" in refused(helm_bin, "sharding.shards=3")
+    assert "minimum" in refused(helm_bin, "sharding.shards=-1", "peering.enabled=false")

@@ -73,3 +73,15 @@ def test_a_replica_started_later_has_a_lower_peering_priority(
     monkeypatch.setattr("time.time_ns", lambda: 1_700_000_000_000_002_000)
     second = cli._peering_priority()
     assert second < first
+
+
+def test_shards_are_off_by_default_and_exclude_peering() -> None:
+    assert config.from_args(parse()).shards == 0
+    cfg = config.from_args(parse("--shards", "12", "--shard-group", "prod"))
+    assert (cfg.shards, cfg.shard_group) == (12, "prod")
+    with pytest.raises(ConfigError, match="--shards and --peering exclude each other"):
+        config.from_args(parse("--shards", "3", "--peering", "secretsync"))
+    with pytest.raises(ConfigError, match="--shards must be between 0"):
+        config.from_args(parse("--shards", "-1"))
+    with pytest.raises(ConfigError, match="--shard-group must be"):
+        config.from_args(parse("--shards", "3", "--shard-group", "Bad_Name"))

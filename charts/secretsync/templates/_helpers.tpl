@@ -122,8 +122,12 @@ all, a Role's in each listed one). docs/rbac.md explains each rule.
 
 {{/* Checks that stop a broken install before anything is created. */}}
 {{- define "secretsync.validate" -}}
-{{- if and (gt (int .Values.replicaCount) 1) (not .Values.peering.enabled) }}
-{{- fail "replicaCount > 1 needs peering.enabled=true: without peering every replica would act on every SecretSync" }}
+{{- $sharded := gt (int .Values.sharding.shards) 0 }}
+{{- if and (gt (int .Values.replicaCount) 1) (not .Values.peering.enabled) (not $sharded) }}
+{{- fail "replicaCount > 1 needs peering.enabled=true or sharding.shards > 0: otherwise every replica would act on every SecretSync" }}
+{{- end }}
+{{- if and $sharded .Values.peering.enabled }}
+{{- fail "sharding.shards > 0 needs peering.enabled=false: sharded replicas take over each other's shards, they need no peering" }}
 {{- end }}
 {{- if and .Values.webhook.enabled (not .Values.webhook.secretName) }}
 {{- fail "webhook.enabled=true needs webhook.secretName: the Secret (in the release namespace) whose `key` signs webhook calls" }}

@@ -15,8 +15,9 @@ import functools
 import heapq
 import itertools
 import logging
+import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import pydantic
@@ -41,7 +42,7 @@ from secretsync.kube import Kube
 from secretsync.metrics import Metrics
 from secretsync.models import status as st
 from secretsync.models.status import Reason, Status
-from secretsync.models.sync import SecretSyncSpec
+from secretsync.models.sync import SecretSyncSpec, parse_spec
 
 FORCE_SYNC = "secretsync.io/force-sync"
 BATCH_WINDOW = 0.05  # gather syncs that become due together into one batch
@@ -54,15 +55,17 @@ SWEEP_INTERVAL = 60.0  # expired sessions are dropped this often
 DRIFT_WINDOW = 600.0  # drift repaired more than DRIFT_FREE times in this window backs off
 DRIFT_FREE = 3
 DRIFT_KEPT = 16
+RELEASE_WAIT = 30.0  # a namespace given up waits this long at most for its rounds to end
 
 logger = logging.getLogger("secretsync.engine")
 
 SyncKey = tuple[str, str]
 
 
-@dataclasses.dataclass(kw_only=True)
+@dataclasses.dataclass(kw_only=True, slots=True)
 class SyncEntry:
-    """One SecretSync as last observed, and its schedule."""
+    """One SecretSync as last observed, and its schedule. Slotted, with tuples rather
+    than sets and lists: a process keeps tens of thousands (docs/benchmarks.md)."""
 
     namespace: str
     name: str
@@ -77,19 +80,20 @@ class SyncEntry:
     running: bool = False
     rerun: bool = False
     expected_hash: str | None = None
-    last_read: set[str] = dataclasses.field(default_factory=set)  # remote keys read last time
+    last_read: tuple[str, ...] = ()  # remote keys read last time
     rollout_problems: dict[rollouts.Workload, str] = dataclasses.field(default_factory=dict)
     trigger: str | None = None  # what made it due, when not the timer (for the Event)
     served_by: tuple[str, int] | None = None  # (store, generation) of the last success
-    drift: list[float] = dataclasses.field(default_factory=list)  # recent repairs, for backoff
+    drift: tuple[float, ...] = ()  # recent repairs, for backoff
     # Read the Secret rather than trust the watch's last word on it (secretcache.py): when
     # new, forced, changed, repaired, or the first round since this replica began acting.
     verify: bool = True
     repair_at: float | None = None  # a drift repair waiting for its backoff
+    # (namespace, name), made once: the schedule's heap holds it too.
+    key: SyncKey = dataclasses.field(init=False)
 
-    @property
-    def key(self) -> SyncKey:
-        return (self.namespace, self.name)
+    def __post_init__(self) -> None:
+        self.key = (self.namespace, self.name)
 
 
 def parse_sync(body: Mapping[str, Any]) -> SyncEntry:
@@ -97,13 +101,13 @@ def parse_sync(body: Mapping[str, Any]) -> SyncEntry:
     status = st.parse(body.get("status"))
     spec: SecretSyncSpec | None
     try:
-        spec = SecretSyncSpec.model_validate(body.get("spec") or {})
+        spec = parse_spec(body.get("spec") or {})
         spec.refresh_seconds  # noqa: B018 - validates the duration now, not at use
         error = None
     except (pydantic.ValidationError, ConfigError) as exc:
         spec, error = None, stores.first_error(exc)
     return SyncEntry(
-        namespace=meta["namespace"],
+        namespace=sys.intern(meta["namespace"]),
         name=meta["name"],
         uid=meta.get("uid", ""),
         generation=int(meta.get("generation") or 0),
@@ -136,6 +140,10 @@ class Engine:
         self._clock = clock
         self._started = clock()
         self._active = False
+        # Sharding (sharding.py): the namespaces this replica serves, None for all of them,
+        # and when each began to be served (a store's grace period starts then).
+        self._scope: set[str] | None = None
+        self._adopted: dict[str, float] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self.secrets = secretcache.SecretCache()
         self.runner = Runner(
@@ -171,6 +179,8 @@ class Engine:
     def observe_sync(self, body: Mapping[str, Any]) -> None:
         """A SecretSync was added or changed (or re-listed after a watch restart)."""
         entry = parse_sync(body)
+        if not self.in_scope(entry.namespace):
+            return  # a watch of a namespace given up, still winding down
         old = self._syncs.get(entry.key)
         if old is None or old.uid != entry.uid:
             self._syncs[entry.key] = entry
@@ -211,6 +221,8 @@ class Engine:
     def observe_store(self, kind: str, body: Mapping[str, Any]) -> None:
         """A store was added or changed: check it, and re-sync its SecretSyncs if it changed."""
         entry = stores.parse_store(kind, body)
+        if entry.namespace and not self.in_scope(entry.namespace):
+            return
         old = self.stores.get(entry.kind, entry.namespace, entry.name)
         if old is not None and old.generation == entry.generation and old.uid == entry.uid:
             # Our own status write echoing back: keep the entry (its tasks key on it).
@@ -261,9 +273,12 @@ class Engine:
     ) -> None:
         """A managed Secret changed or was deleted (or was listed, after a watch restart):
         remember what it holds (as a hash) and repair drift from its SecretSync."""
+        if not self.in_scope(namespace):
+            return
         now = time.monotonic()
         if listing:
-            self.secrets.listed(now)
+            # A watch per namespace (--namespace, sharding) lists only its namespace.
+            self.secrets.listed(now, namespace if self._scoped_watches else None)
         state = secretcache.state_of(body, self._hmac_key, seen=now) if body is not None else None
         self.secrets.put(namespace, name, state)
         annotations = ((body or {}).get("metadata") or {}).get("annotations") or {}
@@ -294,7 +309,7 @@ class Engine:
         off, so that two controllers do not fight with a write each per event."""
         now = self._clock()
         recent = [t for t in sync.drift if now - t < DRIFT_WINDOW]
-        sync.drift = [*recent[-DRIFT_KEPT:], now]
+        sync.drift = (*recent[-DRIFT_KEPT:], now)
         sync.verify = True
         if len(sync.drift) <= DRIFT_FREE:
             logger.info(
@@ -317,6 +332,52 @@ class Engine:
         sync.repair_at = min(sync.repair_at or now + delay, now + delay)
         if not sync.running and (sync.due is None or sync.due > sync.repair_at):
             self._schedule(sync, sync.repair_at)
+
+    # --- sharding ------------------------------------------------------------------------------
+
+    _scoped_watches = False  # the watches are per namespace (--namespace, or sharding)
+
+    def scope_to(self, namespaces: Iterable[str] | None, *, per_namespace_watches: bool) -> None:
+        """Serve only these namespaces (None: every namespace)."""
+        self._scope = None if namespaces is None else set(namespaces)
+        self._scoped_watches = per_namespace_watches
+
+    def in_scope(self, namespace: str) -> bool:
+        return self._scope is None or namespace in self._scope
+
+    def adopt(self, namespaces: Iterable[str]) -> None:
+        """Begin to serve these namespaces: their watches start now and deliver what is
+        in them; each new SecretSync syncs (reading its Secret) as at start-up."""
+        now = self._clock()
+        for namespace in namespaces:
+            if self._scope is not None:
+                self._scope.add(namespace)
+            self._adopted[namespace] = now
+
+    async def release(self, namespaces: Iterable[str]) -> None:
+        """Stop serving these namespaces (another replica takes them over): events from
+        them are ignored from now on, rounds under way end, and what was kept about them
+        is dropped. Writes there are already refused by the client's fence."""
+        gone = set(namespaces)
+        if self._scope is not None:
+            self._scope -= gone
+        for namespace in gone:
+            self._adopted.pop(namespace, None)
+        deadline = time.monotonic() + RELEASE_WAIT
+        # Polled: a round does not signal its namespaces' end, and this is rare (a shard
+        # handed on) and short.
+        while time.monotonic() < deadline and any(  # noqa: ASYNC110
+            s.running for s in self._syncs.values() if s.namespace in gone
+        ):
+            await asyncio.sleep(0.05)
+        for key in [k for k in self._syncs if k[0] in gone]:
+            del self._syncs[key]
+        for store in [st_ for st_ in self.stores if st_.namespace in gone]:
+            self.forget_store(store.kind, store.namespace, store.name)
+        for namespace in gone:
+            self.secrets.forget_namespace(namespace)
+            self.reporter.forget_namespace(namespace)
+        self._compact()
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -501,7 +562,8 @@ class Engine:
             raise _NotRunnableError(_fail(Reason.INVALID_SPEC, sync.spec_error or "invalid spec"))
         ref = sync.spec.store_ref
         store = self._store_of(sync)
-        if store is None and self._clock() - self._started < STORE_GRACE:
+        began = max(self._started, self._adopted.get(sync.namespace, self._started))
+        if store is None and self._clock() - began < STORE_GRACE:
             raise _NotYetError  # the stores' first listing may still be arriving
         if store is None:
             where = f" in namespace {sync.namespace}" if ref.kind == "SecretStore" else ""
@@ -602,7 +664,7 @@ class Engine:
             if outcome.write != "unchanged":
                 self._metrics.secret_writes.labels(outcome.write).inc()
             if outcome.ok:
-                sync.last_read = {key.split("@", 1)[0] for key in outcome.versions}
+                sync.last_read = tuple({key.split("@", 1)[0] for key in outcome.versions})
                 if store is not None:
                     sync.served_by = (store.key, store.generation)
             if store is not None:

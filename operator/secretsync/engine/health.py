@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Literal
 
 from secretsync.engine.engine import Engine
+from secretsync.engine.sharding import ShardManager
 from secretsync.errors import KubeError
 from secretsync.kube import Kube
 
@@ -51,6 +52,7 @@ class Health:
     ) -> None:
         self._kube = kube
         self.engine = engine
+        self.sharding: ShardManager | None = None  # set when sharded
         self._namespaces = list(namespaces)
         self._selector = label_selector
         self._clock = clock
@@ -61,6 +63,8 @@ class Health:
     def role(self) -> Role:
         if self.engine is None:
             return "starting"
+        if self.sharding is not None:
+            return "active" if self.sharding.held else "standby"
         return "active" if self.engine.active else "standby"
 
     async def readiness(self) -> Report:
@@ -69,6 +73,15 @@ class Health:
         engine = self.engine
         if engine is None:
             return Report(ready=False, role="starting", checks={"api": api, "engine": "starting"})
+        if self.sharding is not None:
+            # Sharded: ready when the Leases can be read and written; a replica that holds
+            # no shard (more replicas than shards) is a ready standby.
+            problem = engine.problem() or self.sharding.problem()
+            return Report(
+                ready=api == "ok" and problem is None,
+                role=self.role,
+                checks={"api": api, "engine": problem or "ok", "shards": self.sharding.describe()},
+            )
         if engine.active:
             problem = engine.problem()
             return Report(

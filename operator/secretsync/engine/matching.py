@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from secretsync.models.sync import SecretSyncSpec
 
@@ -22,12 +23,12 @@ def names(key: str) -> set[str]:
     return out
 
 
-def reads(spec: SecretSyncSpec, changed: set[str], last_read: set[str]) -> bool:
+def reads(spec: SecretSyncSpec, changed: set[str], last_read: Iterable[str]) -> bool:
     """Whether a SecretSync reads any of the changed names: a key of data or extract,
     a key it found last time, or a new key under one of its find paths."""
     keys = {d.remote_ref.key for d in spec.data}
     keys |= {df.extract.key for df in spec.data_from if df.extract}
-    keys |= last_read
+    keys.update(last_read)
     if any(names(k) & changed for k in keys):
         return True
     paths = [df.find.path for df in spec.data_from if df.find and df.find.path]

@@ -63,7 +63,7 @@ def _holds(t: SyncTarget, known: SecretState, data_hash: str) -> bool:
         known.data_hash == data_hash
         and known.type == t.target.type
         and known.immutable == t.target.immutable
-        and known.owner_uids == ((owner.uid,) if owner else ())
+        and known.owned_by((owner.uid,) if owner else ())
         and known.covers(labels=_labels(t), annotations=_annotations(t))
     )
 

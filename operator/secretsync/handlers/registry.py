@@ -21,7 +21,9 @@ from secretsync.config import OperatorConfig
 from secretsync.engine.engine import Engine
 from secretsync.engine.health import Health
 from secretsync.engine.peering import PeeringMonitor
+from secretsync.engine.sharding import ShardManager
 from secretsync.events import webhook
+from secretsync.handlers import kopfstate
 from secretsync.kube import Kube
 from secretsync.metrics import Metrics
 
@@ -42,6 +44,10 @@ def configure_settings(settings: kopf.OperatorSettings) -> None:
     settings.scanning.disabled = True
     settings.posting.level = logging.WARNING  # Events come from the engine, not kopf's logs
     settings.watching.server_timeout = 300
+    # kopf keeps a worker task (with its queue) per object for this long after its last
+    # event. The handlers only hand events over, so a worker has nothing to wait for;
+    # at 5 s (the default), a cold start of 10,000 keeps 20,000 of them alive at once.
+    settings.queueing.idle_timeout = 0.2
     # Only the Secrets the operator manages are listed and streamed: filtered by the
     # apiserver, not here, so other teams' Secrets never reach this process (memory,
     # and exposure of their bytes).
@@ -79,9 +85,14 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
             metrics.active.set(1 if active else 0)
             await (engine.start() if active else engine.pause())
 
-        if config.peering is None:
+        if config.shards:
+            memo["sharding"] = _start_sharding(config, memo, engine)
+            await role(True)
+        elif config.peering is None:
+            engine.scope_to(None, per_namespace_watches=not config.clusterwide)
             await role(True)
         else:
+            engine.scope_to(None, per_namespace_watches=not config.clusterwide)
             # Standing by until the peering says otherwise: a replica that starts while
             # another acts must not act in between.
             await role(False)
@@ -98,10 +109,18 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
             )
         health.engine = engine
         scope = "all namespaces" if config.clusterwide else ", ".join(config.namespaces)
+        if config.shards:
+            scope = f"the namespaces of the shards this replica holds (of {scope})"
         logger.info("watching %s.%s in %s", "/".join(KINDS), GROUP, scope)
 
     @kopf.on.cleanup(id="shutdown", registry=registry)
     async def shutdown(memo: kopf.Memo, **_: Any) -> None:
+        if "sharding" in memo:
+            task, manager = memo["sharding"]
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            # Every shard given up, so that the other replicas take it at their next step.
+            await manager.close()
         if "peering" in memo:
             memo["peering"].cancel()
             # A role change under way finishes (or is cut short) before the engine stops.
@@ -175,3 +194,42 @@ def _register_store(registry: kopf.OperatorRegistry, plural: str, kind: str) -> 
             engine.forget_store(kind, meta.get("namespace") or "", meta["name"])
         else:
             engine.observe_store(kind, body)
+
+
+def _start_sharding(
+    config: OperatorConfig, memo: kopf.Memo, engine: Engine
+) -> tuple[asyncio.Task[None], ShardManager]:
+    """Run the shard Leases; kopf and the engine follow the namespaces they give."""
+    kube: Kube = memo["kube"]
+    metrics: Metrics = memo["metrics"]
+    engine.scope_to((), per_namespace_watches=True)
+
+    async def changed(added: frozenset[str], removed: frozenset[str]) -> None:
+        # Given up: no more events or writes there, rounds ended, then the watches stop.
+        if removed:
+            await engine.release(removed)
+        engine.adopt(added)  # before the watches start, so their first events count
+        await kopfstate.watch_only(memo["insights"], manager.served)
+        metrics.shards_held.set(len(manager.held))
+        metrics.active.set(1 if manager.held else 0)
+        logger.info(
+            "sharding: %s; now serving %d namespaces (+%d, -%d)",
+            manager.describe(),
+            len(manager.served),
+            len(added),
+            len(removed),
+        )
+
+    manager = ShardManager(
+        kube=kube,
+        namespace=config.state_namespace,
+        group=config.shard_group,
+        shards=config.shards,
+        identity=memo["identity"],
+        on_change=changed,
+        only=config.namespaces,
+    )
+    kube.fence = manager.serves
+    memo["health"].sharding = manager
+    task = asyncio.get_running_loop().create_task(manager.run(), name="shard leases")
+    return task, manager

@@ -25,9 +25,11 @@ from kubernetes.client.exceptions import ApiException
 from secretsync.errors import (
     KubeConflictError,
     KubeError,
+    KubeFencedError,
     KubeForbiddenError,
     KubeNotFoundError,
 )
+from secretsync.kube.leases import LeaseApi
 
 T = TypeVar("T")
 GROUP = "secretsync.io"
@@ -91,7 +93,7 @@ def _unb64(data: Mapping[str, str] | None) -> dict[str, bytes]:
     return {k: base64.b64decode(v) for k, v in (data or {}).items()}
 
 
-class Kube:
+class Kube(LeaseApi):
     """Typed, asynchronous access to the few API calls the operator makes."""
 
     def __init__(self, api: Any, *, workers: int = WORKERS) -> None:
@@ -101,6 +103,11 @@ class Kube:
         self._custom = kubernetes.client.CustomObjectsApi(api)
         # The default executor has cpu+4 threads; API calls mostly wait on the network.
         self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="kube")
+        self._coordination = kubernetes.client.CoordinationV1Api(api)
+        # Sharding sets this: whether this replica may write in a namespace now. Checked
+        # before every write on a served object, so that a replica whose shard Lease
+        # lapsed (or was handed on) cannot write after another one took over.
+        self.fence: Callable[[str], bool] | None = None
 
     @classmethod
     def connect(cls, *, workers: int = WORKERS) -> Kube:
@@ -118,6 +125,13 @@ class Kube:
     async def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         await asyncio.to_thread(self._api.close)
+
+    def _fenced(self, namespace: str, what: str) -> None:
+        if self.fence is not None and not self.fence(namespace):
+            raise KubeFencedError(
+                f"{what}: not sent, namespace {namespace or '(cluster)'} is not served by this "
+                "replica now (its shard's Lease is not held)"
+            )
 
     async def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -194,6 +208,7 @@ class Kube:
         owner: Owner | None,
         immutable: bool,
     ) -> None:
+        self._fenced(namespace, f"create Secret {namespace}/{name}")
         owners = _owner_refs(owner) or None
         body = {
             "apiVersion": "v1",
@@ -233,6 +248,7 @@ class Kube:
         The resourceVersion makes it conditional, so a concurrent edit is never
         overwritten blindly; the engine retries on the next event.
         """
+        self._fenced(namespace, f"patch Secret {namespace}/{name}")
         meta: dict[str, Any] = {
             "labels": dict(labels),
             "annotations": dict(annotations),
@@ -256,6 +272,7 @@ class Kube:
         )
 
     async def delete_secret(self, namespace: str, name: str) -> None:
+        self._fenced(namespace, f"delete Secret {namespace}/{name}")
         with contextlib.suppress(KubeNotFoundError):
             await self._call(
                 f"delete Secret {namespace}/{name}",
@@ -305,6 +322,7 @@ class Kube:
         """Merge-patch the status subresource."""
         body = {"status": dict(status)}
         where = f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
+        self._fenced(namespace, f"patch status of {where}")
         if namespace:
             await self._call(
                 f"patch status of {where}",
@@ -341,6 +359,7 @@ class Kube:
         message: str,
     ) -> None:
         """A core/v1 Event about a custom resource (best effort: failures are not fatal)."""
+        self._fenced(namespace, f"post Event for {kind} {name}")
         now = datetime.datetime.now(datetime.UTC)
         body = kubernetes.client.CoreV1Event(
             metadata=kubernetes.client.V1ObjectMeta(
@@ -388,6 +407,7 @@ class Kube:
         self, *, kind: str, namespace: str, name: str, key: str, value: str
     ) -> None:
         """Set a pod-template annotation: the workload controller rolls its pods."""
+        self._fenced(namespace, f"patch {kind} {namespace}/{name}")
         patch = getattr(self._apps, f"patch_namespaced_{_WORKLOADS[kind]}")
         body = {"spec": {"template": {"metadata": {"annotations": {key: value}}}}}
         await self._call(

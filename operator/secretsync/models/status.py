@@ -5,9 +5,12 @@ Statuses never carry secret values: only reasons, versions and a keyed hash.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Literal
 
-from secretsync.models.base import Model
+from pydantic import ValidationError
+
+from secretsync.models.base import Interned, Parser, compact
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 
@@ -27,26 +30,34 @@ class Reason:
     DELETED = "RemoteDeleted"
 
 
-class Condition(Model):
-    type: str
+@compact
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Condition:
+    type: Interned
     status: ConditionStatus
-    reason: str
-    message: str
-    last_transition_time: str | None = None
+    reason: Interned
+    message: Interned
+    last_transition_time: Interned | None = None
     observed_generation: int | None = None
 
 
-class Status(Model):
+@compact
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Status:
     """What the operator reports; fields it does not manage are left alone by merge patches."""
 
     conditions: tuple[Condition, ...] = ()
     observed_generation: int | None = None
-    last_sync_time: str | None = None
-    synced_versions: dict[str, str] | None = None
+    last_sync_time: Interned | None = None
+    synced_versions: dict[Interned, Interned] | None = None
     data_hash: str | None = None
 
     def ready(self) -> Condition | None:
         return next((c for c in self.conditions if c.type == "Ready"), None)
+
+
+_STATUS = Parser(Status)
+EMPTY = Status()
 
 
 def ready_condition(
@@ -68,18 +79,29 @@ def ready_condition(
 
 def parse(raw: Any) -> Status:
     """The status as stored; an unreadable one counts as empty."""
+    if not raw:
+        return EMPTY
     try:
-        return Status.model_validate(raw or {})
-    except ValueError:
-        return Status()
+        return _STATUS.parse(raw)
+    except ValidationError:
+        return EMPTY
 
 
 def to_patch(status: Status) -> dict[str, Any]:
     """The JSON for a status merge patch (None fields are left out)."""
-    return status.model_dump(by_alias=True, exclude_none=True, mode="json")
+    return _STATUS.dump(status)
+
+
+def _timeless(status: Status) -> Status:
+    return dataclasses.replace(
+        status,
+        last_sync_time=None,
+        conditions=tuple(
+            dataclasses.replace(c, last_transition_time=None) for c in status.conditions
+        ),
+    )
 
 
 def same_except_time(a: Status, b: Status) -> bool:
     """Whether two statuses say the same thing, ignoring timestamps."""
-    drop: Any = {"last_sync_time": True, "conditions": {"__all__": {"last_transition_time"}}}
-    return bool(a.model_dump(exclude=drop) == b.model_dump(exclude=drop))
+    return _timeless(a) == _timeless(b)

@@ -1,88 +1,125 @@
-"""The SecretSync spec (see crds/ for the field documentation)."""
+"""The SecretSync spec (see crds/ for the field documentation): compact dataclasses
+(models/base.py), since a process keeps one per SecretSync."""
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import Field
+import dataclasses
+from typing import Any, Literal
 
 from secretsync.models import duration
-from secretsync.models.base import Model
+from secretsync.models.base import Interned, Parser, compact
 
 StoreKind = Literal["SecretStore", "ClusterSecretStore"]
 DEFAULT_REFRESH = "1h"
 
 
-class StoreRef(Model):
-    name: str
+@compact
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class StoreRef:
+    name: Interned
     kind: StoreKind = "SecretStore"
 
 
-class RemoteRefSpec(Model):
-    key: str
-    property: str | None = None
-    version: str | None = None
+@compact
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class RemoteRefSpec:
+    key: Interned
+    property: Interned | None = None
+    version: Interned | None = None
 
 
-class DataItem(Model):
-    secret_key: str
+@compact
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class DataItem:
+    secret_key: Interned
     remote_ref: RemoteRefSpec
 
 
-class Extract(Model):
-    key: str
-    property: str | None = None
-    version: str | None = None
+@compact
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Extract:
+    key: Interned
+    property: Interned | None = None
+    version: Interned | None = None
 
 
-class NameMatch(Model):
+@compact
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class NameMatch:
     regexp: str
 
 
-class Find(Model):
+@compact
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Find:
     path: str | None = None
     name: NameMatch | None = None
-    tags: dict[str, str] = Field(default_factory=dict)
+    tags: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
-class DataFromItem(Model):
+@compact
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class DataFromItem:
     extract: Extract | None = None
     find: Find | None = None
 
 
-class Template(Model):
-    data: dict[str, str] = Field(default_factory=dict)
+@compact
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Template:
+    data: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
-class Target(Model):
+@compact
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Target:
     name: str | None = None
     type: str = "Opaque"
     creation_policy: Literal["Owner", "Orphan", "Merge"] = "Owner"
     deletion_policy: Literal["Retain", "Delete"] = "Retain"
     immutable: bool = False
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = dataclasses.field(default_factory=dict)
+    annotations: dict[str, str] = dataclasses.field(default_factory=dict)
     template: Template | None = None
 
 
-class Workload(Model):
+@compact
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Workload:
     kind: Literal["Deployment", "StatefulSet", "DaemonSet"]
     name: str
 
 
-class Rollout(Model):
+@compact
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Rollout:
     restart: tuple[Workload, ...] = ()
 
 
-class SecretSyncSpec(Model):
+_NO_TARGET = Target()
+_NO_ROLLOUT = Rollout()
+
+
+@compact
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class SecretSyncSpec:
     store_ref: StoreRef
-    refresh_interval: str = DEFAULT_REFRESH
-    target: Target = Field(default_factory=Target)
+    refresh_interval: Interned = DEFAULT_REFRESH
+    # Shared defaults: most SecretSyncs set neither (frozen, so sharing is safe).
+    target: Target = _NO_TARGET
     data: tuple[DataItem, ...] = ()
     data_from: tuple[DataFromItem, ...] = ()
-    rollout: Rollout = Field(default_factory=Rollout)
+    rollout: Rollout = _NO_ROLLOUT
 
     @property
     def refresh_seconds(self) -> float:
         """Seconds between refreshes; 0 means sync once."""
         return duration.parse(self.refresh_interval, field="spec.refreshInterval")
+
+
+_SPEC = Parser(SecretSyncSpec)
+
+
+def parse_spec(raw: Any) -> SecretSyncSpec:
+    """A SecretSync's spec (raises pydantic.ValidationError)."""
+    return _SPEC.parse(raw)
