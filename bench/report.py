@@ -349,6 +349,7 @@ def generated(results: dict[str, Any], images: dict[str, str]) -> str:
             f"| {t['name']} | {t['target']} | {value} | {'**met**' if t['met'] else '**not met**'} "
             f"| {t['note']} |"
         )
+    lines += _comparison(s)
     if "cold_start" in s:
         c = s["cold_start"]
         lines += [
@@ -512,6 +513,48 @@ def generated(results: dict[str, Any], images: dict[str, str]) -> str:
         lines.append("")
     lines.append(END)
     return "\n".join(lines)
+
+
+def _comparison(s: dict[str, Any]) -> list[str]:
+    """The comparison workload's columns (docs/benchmarks.md), for this run."""
+    if "steady_state" not in s or "cold_start" not in s:
+        return []
+    st, c = s["steady_state"], s["cold_start"]
+    cycles = st["cycles"]
+
+    def most(fn: Any) -> Any:
+        values = [fn(cyc) for cyc in cycles]
+        return None if any(v is None for v in values) else max(values)
+
+    def kube(cyc: dict[str, Any], key: str) -> int | None:
+        return None if cyc["kube_requests"] is None else cyc["kube_requests"].get(key, 0)
+
+    peak = max([c["operator_peak_rss_mib"], *(cyc["operator_peak_rss_mib"] for cyc in cycles)])
+    rows = [
+        ("Secrets Manager + STS calls", most(lambda cyc: sum(cyc["aws_calls"].values()))),
+        ("TokenRequests", most(lambda cyc: kube(cyc, "create serviceaccounts/token"))),
+        ("status writes", most(lambda cyc: cyc["status_writes"])),
+        ("Secret GETs", most(lambda cyc: cyc["secret_reads"])),
+        ("all Kubernetes requests", most(lambda cyc: cyc.get("kube_requests_total"))),
+        ("operator CPU seconds (mean)", st["mean_operator_cpu_s_per_cycle"]),
+        ("peak RSS, MiB (cold start and steady state)", peak),
+        (
+            "cold start: all Ready after `kubectl apply` finished (in all)",
+            f"{c['ready_after_apply_s']} s ({c['ready_s']} s)",
+        ),
+    ]
+    return [
+        "",
+        "### secretsync now against the same columns",
+        "",
+        f"The comparison workload (N = {st['syncs']:,}, U = {st['unique_remote_secrets']}, "
+        f"{st['stores']} namespaces, refresh {st['refresh_interval_s']:g} s); per cycle, the "
+        f"most in any of {len(cycles)} cycles unless said.",
+        "",
+        "| per refresh cycle | secretsync |",
+        "| --- | --- |",
+        *(f"| {name} | {_fmt(value)} |" for name, value in rows),
+    ]
 
 
 def _load_rows(s: dict[str, Any]) -> list[str]:

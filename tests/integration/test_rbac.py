@@ -5,6 +5,7 @@ syncs in the namespaces it serves, with nothing more than those Roles."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shlex
 import time
@@ -176,3 +177,56 @@ def test_namespaced_operator_syncs_its_namespaces_and_ignores_others(
     # ... with no permission missing, and it never read c's remote key.
     assert delivery.refusals(log) == []
     assert {r["secretsync"] for r in delivery.audit_records(log)} == {f"{a}/db", f"{b}/db"}
+
+
+def test_sharded_replicas_sync_every_namespace_with_only_the_charts_rbac(
+    delivery_env: DevEnv, cluster_wide: Installed, workdir: Path, teams: tuple[str, str, str]
+) -> None:
+    """Two replicas of a sharded install (cluster-wide), as its ServiceAccount: the
+    Leases, the namespace list and the per-namespace watches need nothing more.
+    (`cluster_wide` first: its install brings the CRDs the teams' stores need.)"""
+    env = delivery_env
+    api = env.api_client()
+    suffix = uuid.uuid4().hex[:6]
+    installed = Installed(
+        env,
+        workdir,
+        f"shards-{suffix}",
+        f"secretsync-{suffix}",
+        "replicaCount=2",
+        "peering.enabled=false",
+        "sharding.shards=4",
+    )
+    try:
+        args = [*delivery.run_args(installed.objects), "--metrics-port", "0", "--health-port", "0"]
+        assert "--shards=4" in args
+        for team in teams:
+            delivery.vault_put(env, f"{team}/sharded", {"password": f"pw-{uuid.uuid4().hex}"})
+        logs = [workdir / f"sharded-{i}.log" for i in range(2)]
+        with contextlib.ExitStack() as stack:
+            for i, log in enumerate(logs):
+                stack.enter_context(
+                    op.running(
+                        env,
+                        log,
+                        *args,
+                        kubeconfig=installed.kubeconfig,
+                        extra_env={
+                            "POD_NAMESPACE": installed.namespace,
+                            "POD_ID": f"{installed.fullname}-{i}",
+                        },
+                    )
+                )
+            scenario.apply(
+                env, *(delivery.secret_sync(t, "sharded", f"{t}/sharded") for t in teams)
+            )
+            for team in teams:
+                scenario.wait_for_reason(api, team, "sharded", "Synced", timeout=90)
+        for log in logs:
+            assert delivery.refusals(log) == [], log.read_text()[-2000:]
+        readers = [{r["secretsync"] for r in delivery.audit_records(log)} for log in logs]
+        # Every namespace read by exactly one replica.
+        assert sorted(k for keys in readers for k in keys) == sorted(f"{t}/sharded" for t in teams)
+    finally:
+        delivery.uninstall(env, installed.name, installed.namespace)
+        delivery.delete_namespace(env, installed.namespace)
