@@ -165,7 +165,7 @@ class World:
         )
         scenario.service_account(self.api, name, SA)
 
-    def delete_namespaces(self, names: Sequence[str], *, timeout: float = 600) -> float:
+    def delete_namespaces(self, names: Sequence[str], *, timeout: float = 1200) -> float:
         """Delete namespaces and wait until they are gone; returns the seconds it took."""
         core = kubernetes.client.CoreV1Api(self.api)
         begun = time.time()

@@ -98,9 +98,20 @@ def test_one_writer_a_quick_hand_over_and_no_double_write(
             )
             world.wait_all(faults_api, ns, SYNCS, timeout=60)
             steady = time.time()
+            latest = {}
             for round_ in range(4):  # changes to write, and refreshes every 5 s
-                _rotate(faults_env, ns, round_, faults_values)
+                latest[round_] = _rotate(faults_env, ns, round_, faults_values)
                 time.sleep(3)
+            # Every change written (a status that says Synced may be one refresh older
+            # than the last change): the hand-over below must have nothing left to apply
+            # but the change made for it.
+            world.wait_for(
+                lambda: all(
+                    scenario.secret_data(faults_api, ns, f"s{i}") == {"value": v.encode()}
+                    for i, v in latest.items()
+                ),
+                30,
+            )
             world.wait_for(lambda: not world.unsynced(faults_api, ns), 30)
             time.sleep(2)
             by_user = replicas.writes(audit, steady, time.time(), ns)

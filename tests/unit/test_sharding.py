@@ -231,15 +231,54 @@ def test_a_replica_that_cannot_reach_the_api_stops_serving_before_its_lease_expi
     asyncio.run(run())
 
 
-def test_a_replica_with_another_shard_count_takes_nothing_and_says_why() -> None:
+def test_a_replica_with_a_larger_shard_count_waits_ready_until_the_others_leave() -> None:
     async def run() -> None:
-        group = Group(1)
+        group = Group(2)  # --shards 3
         await settle(group)
-        group.shards = 4
+        group.shards = 4  # a rolling update to --shards 4: a new Pod joins
         group.add("z")
         await settle(group, 5)
         z = group.replicas["z"]
         assert not z.held
-        assert "with 3 shards" in (z.problem() or "")
+        assert z.problem() is None  # ready: the rollout must go on
+        assert "--shards 3" in z.describe()
+        assert group.held() == {"a": 2, "b": 1, "z": 0} or group.held() == {
+            "a": 1,
+            "b": 2,
+            "z": 0,
+        }
+        for name in ("a", "b"):  # the old Pods go, one after the other
+            await group.replicas[name].close()
+            group.running.discard(name)
+            await settle(group, 2)
+        await settle(group, 6)
+        assert group.held() == {"z": 4}
+        assert set(group.served_by()) == NAMESPACES
+
+    asyncio.run(run())
+
+
+def test_replicas_with_a_larger_shard_count_give_way_to_a_smaller_one() -> None:
+    async def run() -> None:
+        group = Group(2, shard_count=4)
+        await settle(group)
+        group.shards = 3  # a rolling update to --shards 3
+        group.add("z")
+        # assert_exclusive, at every step: no namespace served under both counts at once.
+        await settle(group, 12)
+        assert group.held() == {"a": 0, "b": 0, "z": 3}
+        assert set(group.served_by()) == NAMESPACES
+
+    asyncio.run(run())
+
+
+def test_a_killed_replicas_member_lease_is_deleted_after_a_while() -> None:
+    async def run() -> None:
+        group = Group(3)
+        await settle(group)
+        group.running.discard("c")
+        await settle(group, int((sharding.DURATION + sharding.FORGET_AFTER) / sharding.STEP) + 3)
+        members = [r for r in group.kube.leases.values() if "-member-" in r.name]
+        assert sorted(r.holder for r in members) == ["a", "b"]
 
     asyncio.run(run())

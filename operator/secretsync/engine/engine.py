@@ -55,7 +55,6 @@ SWEEP_INTERVAL = 60.0  # expired sessions are dropped this often
 DRIFT_WINDOW = 600.0  # drift repaired more than DRIFT_FREE times in this window backs off
 DRIFT_FREE = 3
 DRIFT_KEPT = 16
-RELEASE_WAIT = 30.0  # a namespace given up waits this long at most for its rounds to end
 
 logger = logging.getLogger("secretsync.engine")
 
@@ -356,20 +355,15 @@ class Engine:
 
     async def release(self, namespaces: Iterable[str]) -> None:
         """Stop serving these namespaces (another replica takes them over): events from
-        them are ignored from now on, rounds under way end, and what was kept about them
-        is dropped. Writes there are already refused by the client's fence."""
+        them are ignored from now on, what was kept about them is dropped, and this
+        returns once no write there is under way. The client's fence already refuses new
+        writes; rounds still running finish without writing, and their outcomes find
+        their SecretSyncs gone."""
         gone = set(namespaces)
         if self._scope is not None:
             self._scope -= gone
         for namespace in gone:
             self._adopted.pop(namespace, None)
-        deadline = time.monotonic() + RELEASE_WAIT
-        # Polled: a round does not signal its namespaces' end, and this is rare (a shard
-        # handed on) and short.
-        while time.monotonic() < deadline and any(  # noqa: ASYNC110
-            s.running for s in self._syncs.values() if s.namespace in gone
-        ):
-            await asyncio.sleep(0.05)
         for key in [k for k in self._syncs if k[0] in gone]:
             del self._syncs[key]
         for store in [st_ for st_ in self.stores if st_.namespace in gone]:
@@ -378,6 +372,7 @@ class Engine:
             self.secrets.forget_namespace(namespace)
             self.reporter.forget_namespace(namespace)
         self._compact()
+        await self._kube.drain(gone)
 
     # --- the loop ------------------------------------------------------------------------------
 

@@ -74,8 +74,9 @@ class Health:
         if engine is None:
             return Report(ready=False, role="starting", checks={"api": api, "engine": "starting"})
         if self.sharding is not None:
-            # Sharded: ready when the Leases can be read and written; a replica that holds
-            # no shard (more replicas than shards) is a ready standby.
+            # Sharded: ready when the shard Leases were read recently; a replica that holds
+            # no shard (more replicas than shards, or one waiting for replicas of another
+            # shard count to leave) is a ready standby, and says why in its checks.
             problem = engine.problem() or self.sharding.problem()
             return Report(
                 ready=api == "ok" and problem is None,

@@ -9,7 +9,6 @@ import contextlib
 import dataclasses
 import logging
 import random
-import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from secretsync.engine.outcomes import Outcome
 from secretsync.errors import KubeError, KubeFencedError, KubeNotFoundError
 from secretsync.kube import Kube
 from secretsync.models import status as st
+from secretsync.models.base import share
 from secretsync.models.status import Condition, Status
 
 CHANGES = {"created": "Created", "updated": "Updated", "deleted": "Deleted"}
@@ -31,8 +31,8 @@ logger = logging.getLogger("secretsync.engine")
 
 
 def now_text() -> str:
-    # Interned: the statuses of a thousand SecretSyncs synced in one second share it.
-    return sys.intern(datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    # Shared: the statuses of a thousand SecretSyncs synced in one second hold one copy.
+    return share(datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
 
 
 def sync_status(previous: Status, outcome: Outcome, generation: int) -> Status:

@@ -41,6 +41,7 @@ RENEW = 5.0  # a held Lease is renewed this often
 RENEW_DEADLINE = 10.0  # ...and its namespaces are not written in once this has passed
 STEP = 2.0  # the loop's period: leases listed, one shard taken or given up
 NAMESPACE_POLL = 5.0  # the namespace list is read this often (a new namespace waits that long)
+FORGET_AFTER = 60.0  # a dead replica's member Lease is deleted this long after it expired
 GROUP_LABEL = "secretsync.io/shard-group"
 SHARDS_LABEL = "secretsync.io/shards"
 ROLE_LABEL = "secretsync.io/lease-role"  # shard or member
@@ -120,9 +121,9 @@ class ShardManager:
         return self._served
 
     def problem(self) -> str | None:
-        """Why sharding cannot work, or None (readiness)."""
-        if self.conflict:
-            return self.conflict
+        """Why sharding cannot work, or None (readiness). Waiting for replicas of another
+        shard count to leave is not a problem: a rolling update that changes `--shards`
+        must be able to go on (see `conflict`)."""
         if self._last_listing is None:
             return "the shard Leases have not been read yet"
         if self._clock() - self._last_listing > DURATION:
@@ -131,7 +132,8 @@ class ShardManager:
 
     def describe(self) -> str:
         held = ", ".join(str(s) for s in sorted(self.held)) or "none"
-        return f"holds shards {held} of {self.shards} ({len(self._served)} namespaces)"
+        text = f"holds shards {held} of {self.shards} ({len(self._served)} namespaces)"
+        return f"{text}; {self.conflict}" if self.conflict else text
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -144,7 +146,10 @@ class ShardManager:
                 logger.warning("sharding: %s", exc)
             except Exception as exc:  # noqa: BLE001 - the loop must outlive one bad step
                 logger.error("sharding step failed: %s", type(exc).__name__)
-            await self._drop_lapsed()
+            try:
+                await self._drop_lapsed()
+            except Exception as exc:  # noqa: BLE001 - as above
+                logger.error("sharding: dropping lapsed shards failed: %s", type(exc).__name__)
             await asyncio.sleep(STEP)
 
     async def step(self) -> None:
@@ -157,15 +162,27 @@ class ShardManager:
         self._steps += 1
         self._observer.observe(records, now)
         self._records = {r.name: r for r in records}
-        await self._heartbeat(now)
-        await self._renew(now)
-        self.conflict = self._foreign_count(now)
+        await self._renew(now)  # first: nothing below may delay a renewal
+        try:
+            await self._heartbeat(now)
+        except KubeError as exc:
+            logger.warning("sharding: member Lease: %s", exc)
+        await self._forget_dead_members(now)
         members = rules.live_members(
-            {r.name: r for r in records if r.labels.get(ROLE_LABEL) == "member"},
+            {
+                r.name: r
+                for r in records
+                if r.labels.get(ROLE_LABEL) == "member" and self._same_count(r)
+            },
             self._observer,
             now,
             self.identity,
         )
+        self.conflict = self._count_conflict(now)
+        yielding = self._yields(now)
+        if yielding:
+            for shard in sorted(self.held):  # the smaller shard count goes first
+                await self.give_up(shard)
         counts = dict.fromkeys(members, 0)
         for shard in range(self.shards):
             record = self._records.get(self._lease(shard))
@@ -177,7 +194,7 @@ class ShardManager:
         )
         if giving is not None:
             await self.give_up(giving)
-        elif self.conflict is None and self._steps > 1:
+        elif not yielding and not self._foreign_shards(now) and self._steps > 1:
             # Not in the first step: replicas that start together first see each other's
             # member Leases, rather than the first one taking every shard.
             free = [s for s in range(self.shards) if self._free(s, now)]
@@ -259,6 +276,9 @@ class ShardManager:
                 continue
             if now - renewed < RENEW:
                 continue
+            # The time before sending: the others count the Lease's duration from when
+            # they see the renewal, which is never earlier than this.
+            sent = self._clock()
             try:
                 await self._write(
                     self._lease(shard), holder=self.identity, previous=record, role="shard"
@@ -269,10 +289,12 @@ class ShardManager:
             except KubeError as exc:
                 logger.warning("sharding: could not renew shard %d: %s", shard, exc)
             else:
-                self.held[shard] = self._clock()
+                if shard in self.held:  # not given up meanwhile
+                    self.held[shard] = sent
 
     async def _take(self, shard: int) -> None:
         name = self._lease(shard)
+        sent = self._clock()  # see _renew
         try:
             await self._write(
                 name, holder=self.identity, previous=self._records.get(name), role="shard"
@@ -280,23 +302,61 @@ class ShardManager:
         except KubeConflictError:
             return  # another replica took it first
         logger.info("sharding: took shard %d", shard)
-        self.held[shard] = self._clock()
+        self.held[shard] = sent
 
-    def _foreign_count(self, now: float) -> str | None:
-        for record in self._records.values():
-            count = record.labels.get(SHARDS_LABEL)
+    def _same_count(self, record: LeaseRecord) -> bool:
+        return record.labels.get(SHARDS_LABEL) == str(self.shards)
+
+    def _foreign(self, now: float) -> list[LeaseRecord]:
+        """Live Leases (shards and members) of replicas with another shard count: a change
+        of `--shards` under way. Their namespaces map to other shards, so the two counts
+        must never serve at once: the smaller count goes first, and no shard is taken while
+        a shard Lease of the other count is held."""
+        return [
+            r
+            for r in self._records.values()
+            if r.holder
+            and r.holder != self.identity
+            and not self._same_count(r)
+            and not self._observer.expired(r, now)
+        ]
+
+    def _foreign_shards(self, now: float) -> bool:
+        return any(r.labels.get(ROLE_LABEL) == "shard" for r in self._foreign(now))
+
+    def _count_conflict(self, now: float) -> str | None:
+        foreign = self._foreign(now)
+        if not foreign:
+            return None
+        counts = sorted({r.labels.get(SHARDS_LABEL, "?") for r in foreign})
+        return (
+            f"replicas with --shards {', '.join(counts)} are live in group {self._group} "
+            f"(this one has --shards {self.shards}): the smaller count serves, the other "
+            "waits for it to leave"
+        )
+
+    def _yields(self, now: float) -> bool:
+        """Whether this replica gives way: a live replica has a smaller shard count."""
+        for record in self._foreign(now):
+            try:
+                if int(record.labels.get(SHARDS_LABEL, "")) < self.shards:
+                    return True
+            except ValueError:
+                continue
+        return False
+
+    async def _forget_dead_members(self, now: float) -> None:
+        """Delete the member Leases of replicas gone without a goodbye (SIGKILL, node
+        lost), once expired for a while, so that the group's listing stays small."""
+        for record in list(self._records.values()):
             if (
-                record.labels.get(ROLE_LABEL) == "shard"
-                and count != str(self.shards)
-                and record.holder
-                and not self._observer.expired(record, now)
+                record.labels.get(ROLE_LABEL) == "member"
+                and record.holder != self.identity
+                and self._observer.expired(record, now - FORGET_AFTER)
             ):
-                return (
-                    f"Lease {record.name} is held by {record.holder} with {count} shards, this "
-                    f"replica has --shards {self.shards}: it takes no shard until that Lease "
-                    "is released or expires"
-                )
-        return None
+                with contextlib.suppress(KubeError):
+                    await self._kube.delete_lease(self._namespace, record.name)
+                    logger.info("sharding: deleted the member Lease of %s", record.holder)
 
     async def _drop_lapsed(self) -> None:
         """Shards not renewed in time are not served (`serves` already refuses writes)."""
@@ -324,6 +384,11 @@ class ShardManager:
         added, removed = wanted - self._served, self._served - wanted
         if not added and not removed:
             return
-        # Removed first and awaited: a namespace leaves before its shard's Lease does.
-        self._served = wanted
-        await self._on_change(added, removed)
+        # Awaited: a namespace leaves before its shard's Lease does. If the change fails
+        # half-way, the next step computes it again (each part of it is idempotent).
+        previous, self._served = self._served, wanted
+        try:
+            await self._on_change(added, removed)
+        except BaseException:
+            self._served = previous
+            raise

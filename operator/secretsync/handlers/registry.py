@@ -86,8 +86,8 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
             await (engine.start() if active else engine.pause())
 
         if config.shards:
+            await role(True)  # the engine runs; what it serves follows the shards
             memo["sharding"] = _start_sharding(config, memo, engine)
-            await role(True)
         elif config.peering is None:
             engine.scope_to(None, per_namespace_watches=not config.clusterwide)
             await role(True)
@@ -210,8 +210,6 @@ def _start_sharding(
             await engine.release(removed)
         engine.adopt(added)  # before the watches start, so their first events count
         await kopfstate.watch_only(memo["insights"], manager.served)
-        metrics.shards_held.set(len(manager.held))
-        metrics.active.set(1 if manager.held else 0)
         logger.info(
             "sharding: %s; now serving %d namespaces (+%d, -%d)",
             manager.describe(),
@@ -230,6 +228,8 @@ def _start_sharding(
         only=config.namespaces,
     )
     kube.fence = manager.serves
+    metrics.shards_held.set_function(lambda: len(manager.held))
+    metrics.active.set_function(lambda: 1 if manager.held else 0)
     memo["health"].sharding = manager
     task = asyncio.get_running_loop().create_task(manager.run(), name="shard leases")
     return task, manager

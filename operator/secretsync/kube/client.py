@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import concurrent.futures
 import contextlib
 import dataclasses
 import datetime
 import functools
-from collections.abc import Callable, Mapping
+import threading
+import time
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, Literal, TypeVar
 
 import kubernetes
@@ -104,6 +107,9 @@ class Kube(LeaseApi):
         # The default executor has cpu+4 threads; API calls mostly wait on the network.
         self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="kube")
         self._coordination = kubernetes.client.CoordinationV1Api(api)
+        self._lease_pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="lease")
+        self._inflight: collections.Counter[str] = collections.Counter()
+        self._inflight_lock = threading.Lock()
         # Sharding sets this: whether this replica may write in a namespace now. Checked
         # before every write on a served object, so that a replica whose shard Lease
         # lapsed (or was handed on) cannot write after another one took over.
@@ -124,20 +130,67 @@ class Kube(LeaseApi):
 
     async def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._lease_pool.shutdown(wait=False, cancel_futures=True)
         await asyncio.to_thread(self._api.close)
 
-    def _fenced(self, namespace: str, what: str) -> None:
-        if self.fence is not None and not self.fence(namespace):
-            raise KubeFencedError(
-                f"{what}: not sent, namespace {namespace or '(cluster)'} is not served by this "
-                "replica now (its shard's Lease is not held)"
-            )
-
     async def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        loop = asyncio.get_running_loop()
-        call = functools.partial(fn, *args, _request_timeout=REQUEST_TIMEOUT, **kwargs)
+        return await self._send(self._pool, None, what, functools.partial(fn, *args, **kwargs))
+
+    async def _call_fenced(
+        self, namespace: str, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any
+    ) -> T:
+        """A write on an object of the namespace, refused unless this replica serves it
+        at the moment the request leaves (sharding's `fence`)."""
+        return await self._send(self._pool, namespace, what, functools.partial(fn, *args, **kwargs))
+
+    async def _call_lease(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Lease calls have threads of their own: a renewal never queues behind a burst
+        of writes (which would let the Lease lapse under load)."""
+        return await self._send(
+            self._lease_pool, None, what, functools.partial(fn, *args, **kwargs)
+        )
+
+    def _fenced(self, namespace: str, what: str, call: Callable[[], T]) -> T:
+        """In the worker thread, right before the request is sent: checked and counted
+        under one lock, so that `drain` sees every write that passed the fence."""
+        with self._inflight_lock:
+            if self.fence is not None and not self.fence(namespace):
+                raise KubeFencedError(
+                    f"{what}: not sent, namespace {namespace or '(cluster)'} is not served by "
+                    "this replica now (its shard's Lease is not held)"
+                )
+            self._inflight[namespace] += 1
         try:
-            return await loop.run_in_executor(self._pool, call)
+            return call()
+        finally:
+            with self._inflight_lock:
+                self._inflight[namespace] -= 1
+                if not self._inflight[namespace]:
+                    del self._inflight[namespace]
+
+    async def drain(self, namespaces: Collection[str]) -> None:
+        """Wait until no write that passed the fence in these namespaces is still under
+        way (a shard is released only then); a request ends within REQUEST_TIMEOUT."""
+        deadline = time.monotonic() + REQUEST_TIMEOUT
+        while time.monotonic() < deadline:
+            with self._inflight_lock:
+                if not any(self._inflight.get(ns) for ns in namespaces):
+                    return
+            await asyncio.sleep(0.02)
+
+    async def _send(
+        self,
+        pool: concurrent.futures.ThreadPoolExecutor,
+        fenced_in: str | None,
+        what: str,
+        request: Callable[..., T],
+    ) -> T:
+        loop = asyncio.get_running_loop()
+        call = functools.partial(request, _request_timeout=REQUEST_TIMEOUT)
+        if fenced_in is not None:
+            call = functools.partial(self._fenced, fenced_in, what, call)
+        try:
+            return await loop.run_in_executor(pool, call)
         except ApiException as exc:
             if exc.status == 404:
                 raise KubeNotFoundError(f"{what}: not found") from None
@@ -208,7 +261,6 @@ class Kube(LeaseApi):
         owner: Owner | None,
         immutable: bool,
     ) -> None:
-        self._fenced(namespace, f"create Secret {namespace}/{name}")
         owners = _owner_refs(owner) or None
         body = {
             "apiVersion": "v1",
@@ -224,7 +276,8 @@ class Kube(LeaseApi):
             "data": _b64(data),
             **({"immutable": True} if immutable else {}),
         }
-        await self._call(
+        await self._call_fenced(
+            namespace,
             f"create Secret {namespace}/{name}",
             self._core.create_namespaced_secret,
             namespace,
@@ -248,7 +301,6 @@ class Kube(LeaseApi):
         The resourceVersion makes it conditional, so a concurrent edit is never
         overwritten blindly; the engine retries on the next event.
         """
-        self._fenced(namespace, f"patch Secret {namespace}/{name}")
         meta: dict[str, Any] = {
             "labels": dict(labels),
             "annotations": dict(annotations),
@@ -262,7 +314,8 @@ class Kube(LeaseApi):
                 k: (None if v is None else base64.b64encode(v).decode()) for k, v in data.items()
             },
         }
-        await self._call(
+        await self._call_fenced(
+            namespace,
             f"patch Secret {namespace}/{name}",
             self._core.patch_namespaced_secret,
             name,
@@ -272,9 +325,9 @@ class Kube(LeaseApi):
         )
 
     async def delete_secret(self, namespace: str, name: str) -> None:
-        self._fenced(namespace, f"delete Secret {namespace}/{name}")
         with contextlib.suppress(KubeNotFoundError):
-            await self._call(
+            await self._call_fenced(
+                namespace,
                 f"delete Secret {namespace}/{name}",
                 self._core.delete_namespaced_secret,
                 name,
@@ -322,9 +375,9 @@ class Kube(LeaseApi):
         """Merge-patch the status subresource."""
         body = {"status": dict(status)}
         where = f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
-        self._fenced(namespace, f"patch status of {where}")
         if namespace:
-            await self._call(
+            await self._call_fenced(
+                namespace,
                 f"patch status of {where}",
                 self._custom.patch_namespaced_custom_object_status,
                 GROUP,
@@ -336,7 +389,8 @@ class Kube(LeaseApi):
                 _content_type=MERGE_PATCH,
             )
         else:
-            await self._call(
+            await self._call_fenced(
+                namespace,
                 f"patch status of {where}",
                 self._custom.patch_cluster_custom_object_status,
                 GROUP,
@@ -359,7 +413,6 @@ class Kube(LeaseApi):
         message: str,
     ) -> None:
         """A core/v1 Event about a custom resource (best effort: failures are not fatal)."""
-        self._fenced(namespace, f"post Event for {kind} {name}")
         now = datetime.datetime.now(datetime.UTC)
         body = kubernetes.client.CoreV1Event(
             metadata=kubernetes.client.V1ObjectMeta(
@@ -382,7 +435,8 @@ class Kube(LeaseApi):
             reporting_component="secretsync.io/operator",
             reporting_instance="secretsync",
         )
-        await self._call(
+        await self._call_fenced(
+            namespace,
             f"post Event for {kind} {name}",
             self._core.create_namespaced_event,
             namespace or "default",
@@ -407,10 +461,10 @@ class Kube(LeaseApi):
         self, *, kind: str, namespace: str, name: str, key: str, value: str
     ) -> None:
         """Set a pod-template annotation: the workload controller rolls its pods."""
-        self._fenced(namespace, f"patch {kind} {namespace}/{name}")
         patch = getattr(self._apps, f"patch_namespaced_{_WORKLOADS[kind]}")
         body = {"spec": {"template": {"metadata": {"annotations": {key: value}}}}}
-        await self._call(
+        await self._call_fenced(
+            namespace,
             f"patch {kind} {namespace}/{name}",
             patch,
             name,

@@ -44,16 +44,16 @@ def _record(raw: Any) -> LeaseRecord:
 
 
 class LeaseApi:
-    """The Lease calls. `Kube` provides `_call` and `_coordination`, `_core`."""
+    """The Lease calls. `Kube` provides `_call_lease`, `_coordination` and `_core`."""
 
     _coordination: Any
     _core: Any
 
-    async def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def _call_lease(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         raise NotImplementedError  # pragma: no cover - Kube's
 
     async def list_leases(self, namespace: str, *, label_selector: str) -> list[LeaseRecord]:
-        raw: Any = await self._call(
+        raw: Any = await self._call_lease(
             f"list Leases in {namespace}",
             self._coordination.list_namespaced_lease,
             namespace,
@@ -89,7 +89,7 @@ class LeaseApi:
         meta: dict[str, Any] = {"name": name, "namespace": namespace, "labels": dict(labels)}
         body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta}
         if previous is None:
-            raw: Any = await self._call(
+            raw: Any = await self._call_lease(
                 f"create Lease {namespace}/{name}",
                 self._coordination.create_namespaced_lease,
                 namespace,
@@ -97,7 +97,7 @@ class LeaseApi:
             )
             return _record(raw)
         meta["resourceVersion"] = previous.version
-        raw = await self._call(
+        raw = await self._call_lease(
             f"update Lease {namespace}/{name}",
             self._coordination.replace_namespaced_lease,
             name,
@@ -107,7 +107,7 @@ class LeaseApi:
         return _record(raw)
 
     async def delete_lease(self, namespace: str, name: str) -> None:
-        await self._call(
+        await self._call_lease(
             f"delete Lease {namespace}/{name}",
             self._coordination.delete_namespaced_lease,
             name,
@@ -116,7 +116,7 @@ class LeaseApi:
 
     async def namespace_names(self) -> set[str]:
         """Every namespace's name (sharding spreads them over the replicas)."""
-        raw: Any = await self._call(
+        raw: Any = await self._call_lease(
             "list Namespaces", self._core.list_namespace, resource_version="0"
         )
         return {

@@ -10,7 +10,6 @@ fields-set (docs/design/0008-performance.md).
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, TypeAdapter
@@ -18,9 +17,22 @@ from pydantic.alias_generators import to_camel
 
 CONFIG = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 T = TypeVar("T")
-# A string that recurs across thousands of SecretSyncs (store names, remote keys, version
-# ids, reasons, messages): one copy of it, where each decoded JSON document had its own.
-Interned = Annotated[str, AfterValidator(sys.intern)]
+SHARED_MAX = 65536  # strings kept by `share` before it starts afresh
+_shared: dict[str, str] = {}
+
+
+def share(text: str) -> str:
+    """One copy of a string that recurs across thousands of SecretSyncs (store names,
+    remote keys, version ids, reasons, messages, timestamps), where each decoded JSON
+    document had its own. A bounded table rather than `sys.intern`: timestamps and
+    version ids keep changing, and interned strings are never freed on some Pythons
+    (3.12 before python/cpython#113993)."""
+    if len(_shared) >= SHARED_MAX:
+        _shared.clear()
+    return _shared.setdefault(text, text)
+
+
+Interned = Annotated[str, AfterValidator(share)]
 
 
 class Model(BaseModel):

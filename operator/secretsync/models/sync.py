@@ -105,11 +105,12 @@ _NO_ROLLOUT = Rollout()
 class SecretSyncSpec:
     store_ref: StoreRef
     refresh_interval: Interned = DEFAULT_REFRESH
-    # Shared defaults: most SecretSyncs set neither (frozen, so sharing is safe).
-    target: Target = _NO_TARGET
+    # Shared defaults: most SecretSyncs set neither (frozen, so sharing is safe). A
+    # factory, because pydantic deep-copies a default it cannot hash (Target's dicts).
+    target: Target = dataclasses.field(default_factory=lambda: _NO_TARGET)
     data: tuple[DataItem, ...] = ()
     data_from: tuple[DataFromItem, ...] = ()
-    rollout: Rollout = _NO_ROLLOUT
+    rollout: Rollout = dataclasses.field(default_factory=lambda: _NO_ROLLOUT)
 
     @property
     def refresh_seconds(self) -> float:
