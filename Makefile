@@ -76,7 +76,8 @@ image: setup node-debs
 demo: setup tools
 	$(PY) -m harness.demo $(if $(NODE),--node) $(if $(KEEP),--keep)
 
-## bench: every benchmark at full size (N = 1,000 and 10,000; about 20 minutes on two cores);
+## bench: every benchmark at full size (N = 1,000, 10,000 and 30,000, one process and sharded;
+## about 35 minutes on two cores);
 ## writes bench/results.json, docs/benchmarks.md and docs/benchmarks/*.png
 bench: setup tools
 	$(PY) -m bench.run --size full

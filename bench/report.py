@@ -462,18 +462,6 @@ def generated(results: dict[str, Any], images: dict[str, str]) -> str:
                     f"{head}| {name} | {r['peak_rss_mib']} | {r['rest_rss_mib']} | "
                     f"{r['cpu_s_syncing']} | {r['cpu_s_rest']} |"
                 )
-    if "change_checks" in s:
-        cc = s["change_checks"]
-        lines += [
-            "",
-            "### 6. Change checks at scale",
-            "",
-            f"The {cc['stores']} stores of scenario 1 (each with {cc['keys_per_store']} keys "
-            f"read by its SecretSyncs) with `changeCheckInterval: {cc['interval_s']:g}s` for "
-            f"{cc['window_s']:g} s: {cc['checks']:g} checks made {cc['check_calls']} calls "
-            f"({_calls(cc['calls'])}), **{cc['calls_per_check']} per check**, where one "
-            f"DescribeSecret per key would make {cc['per_key_calls_per_check']}.",
-        ]
     if "rotation" in s:
         rot = s["rotation"]
         lines += [
@@ -493,6 +481,18 @@ def generated(results: dict[str, Any], images: dict[str, str]) -> str:
                 f"{_fmt(path['p90_s'])} | {_fmt(path['p99_s'])} | {_fmt(path['max_s'])} | "
                 f"{path['note']} |"
             )
+    if "change_checks" in s:
+        cc = s["change_checks"]
+        lines += [
+            "",
+            "### 6. Change checks at scale",
+            "",
+            f"The {cc['stores']} stores of scenario 1 (each with {cc['keys_per_store']} keys "
+            f"read by its SecretSyncs) with `changeCheckInterval: {cc['interval_s']:g}s` for "
+            f"{cc['window_s']:g} s: {cc['checks']:g} checks made {cc['check_calls']} calls "
+            f"({_calls(cc['calls'])}), **{cc['calls_per_check']} per check**, where one "
+            f"DescribeSecret per key would make {cc['per_key_calls_per_check']}.",
+        ]
     load = _load_rows(s)
     if load:
         lines += [
