@@ -6,14 +6,17 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
+import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import kubernetes
 
 from harness import delivery, scenario
+from harness import operator as op
 from harness.audit import WRITE_VERBS, AuditLog
 from harness.devenv import DevEnv
 from harness.processes import free_port
@@ -97,3 +100,20 @@ def writes(audit: AuditLog, start: float, end: float, ns: str) -> collections.Co
         for r in audit.requests(start, end, namespace_prefix=ns, operator_only=False)
         if r.verb in WRITE_VERBS and r.resource in ("secrets", "secretsyncs/status")
     )
+
+
+@contextlib.contextmanager
+def running(env: DevEnv, replica: Replica, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`secretsync run *args` as this replica: its ServiceAccount, probes, metrics and
+    POD_ID (its name in peering and in Leases)."""
+    with op.running(
+        env,
+        replica.log,
+        *args,
+        "--health-port",
+        str(replica.health),
+        kubeconfig=replica.kubeconfig,
+        metrics_port=replica.metrics,
+        extra_env={"POD_ID": replica.identity},
+    ) as proc:
+        yield proc

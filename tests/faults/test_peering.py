@@ -11,7 +11,7 @@ import collections
 import contextlib
 import datetime
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import kubernetes
@@ -20,7 +20,6 @@ import pytest
 from faults import replicas, world
 from faults.size import FULL
 from harness import devenv, faults, scenario, vaultsetup
-from harness import operator as op
 from harness.audit import WRITE_VERBS, AuditLog
 from harness.devenv import DevEnv
 
@@ -43,20 +42,8 @@ def peering(faults_env: DevEnv) -> str:
     return PEERING
 
 
-@contextlib.contextmanager
-def _run(env: DevEnv, replica: replicas.Replica) -> Iterator[Any]:
-    with op.running(
-        env,
-        replica.log,
-        "--peering",
-        PEERING,
-        "--health-port",
-        str(replica.health),
-        kubeconfig=replica.kubeconfig,
-        metrics_port=replica.metrics,
-        extra_env={"POD_ID": f"replica-{replica.name}"},
-    ) as proc:
-        yield proc
+def _run(env: DevEnv, replica: replicas.Replica) -> contextlib.AbstractContextManager[Any]:
+    return replicas.running(env, replica, "--peering", PEERING)
 
 
 def _peers(api: Any) -> dict[str, Any]:

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import kubernetes
@@ -32,22 +31,8 @@ NAMESPACES = 30
 SYNCS = 4 if FULL else 1  # per namespace
 
 
-@contextlib.contextmanager
-def _run(env: DevEnv, replica: replicas.Replica) -> Iterator[subprocess.Popen[bytes]]:
-    with op.running(
-        env,
-        replica.log,
-        "--shards",
-        str(SHARDS),
-        "--shard-group",
-        GROUP,
-        "--health-port",
-        str(replica.health),
-        kubeconfig=replica.kubeconfig,
-        metrics_port=replica.metrics,
-        extra_env={"POD_ID": replica.identity},
-    ) as proc:
-        yield proc
+def _run(env: DevEnv, replica: replicas.Replica) -> contextlib.AbstractContextManager[Any]:
+    return replicas.running(env, replica, "--shards", str(SHARDS), "--shard-group", GROUP)
 
 
 def _holders(api: Any) -> dict[int, str]:
