@@ -73,19 +73,21 @@ image: setup node-debs
 ## demo: the product end to end on the local environment (or SECRETSYNC_TEST_KUBECONFIG's cluster);
 ## NODE=1: the chart's Pods on a local node do it (root; tools/node/install-debs.sh); KEEP=1:
 ## leave the environment running
-demo: setup tools
+demo: setup tools node-debs
 	$(PY) -m harness.demo $(if $(NODE),--node) $(if $(KEEP),--keep)
 
 ## bench: every benchmark at full size (N = 1,000, 10,000 and 30,000, one process and sharded;
 ## about 35 minutes on two cores);
 ## writes bench/results.json, docs/benchmarks.md and docs/benchmarks/*.png
-bench: setup tools
+bench: setup tools node-debs
 	$(PY) -m bench.run --size full
+	$(PY) -m bench.leases --size full
 
 ## bench-smoke: every benchmark at N = 50 (a few minutes; CI): asserts the results are right,
-## not fast; writes build/bench/smoke/results.json
-bench-smoke: setup tools
+## not fast; writes build/bench/smoke/results.json (and leases.json: issued credentials)
+bench-smoke: setup tools node-debs
 	$(PY) -m bench.run --size smoke
+	$(PY) -m bench.leases --size smoke
 
 ## devenv-up: start the local environment in the background; `source .devenv/env` to use it
 devenv-up: setup tools

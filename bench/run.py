@@ -62,7 +62,7 @@ def environment(run_dir: Path) -> Iterator[devenv.DevEnv]:
     try:
         yield env
     finally:
-        procs.stop_all()
+        devenv.stop(procs)
         # etcd's data (hundreds of MB after 10,000 objects) is of no use after the run;
         # the programs' logs and the audit log stay in the run folder.
         shutil.rmtree(run_dir / "etcd", ignore_errors=True)

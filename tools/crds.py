@@ -440,6 +440,15 @@ def label_selector() -> Schema:
 # --- SecretSync ----------------------------------------------------------------
 
 
+def string_list(description: str) -> Schema:
+    return {
+        "type": "array",
+        "maxItems": 64,
+        "description": description,
+        "items": {"type": "string", "maxLength": 253},
+    }
+
+
 def secret_sync_spec() -> Schema:
     same_ns = "a SecretSync only refers to objects in its own namespace"
     remote_ref = obj(
@@ -550,6 +559,75 @@ def secret_sync_spec() -> Schema:
         required=["kind", "name"],
         rules=[no_namespace("spec.rollout.restart[]", same_ns)],
     )
+    dynamic = obj(
+        "Credentials issued by a Vault secrets engine that answers with a lease (database, "
+        "aws, rabbitmq...): renewed, re-issued before they expire and revoked "
+        "(docs/vault.md). The Secret gets one key per field of the response's data.",
+        {
+            "path": string(
+                "The Vault path that issues them, mount included: database/creds/app.",
+                max_length=1024,
+                rules=[
+                    rule(
+                        "!self.startsWith('/') && !self.endsWith('/') && !self.contains('//')",
+                        "spec.dynamic.path must be a Vault path without leading, trailing or "
+                        "doubled '/'",
+                    )
+                ],
+            ),
+            "method": {
+                "type": "string",
+                "enum": ["GET", "POST"],
+                "description": "GET (default) or POST with the parameters as its body.",
+            },
+            "parameters": string_map("Request parameters (query for GET, body for POST)."),
+        },
+        required=["path"],
+    )
+    certificate = obj(
+        "A certificate issued by a Vault PKI mount, written as a kubernetes.io/tls Secret "
+        "(tls.crt with the chain, tls.key, ca.crt) and issued anew at "
+        "spec.lease.renewPercent of its lifetime.",
+        {
+            "mount": string("The PKI mount. Default: pki.", max_length=256),
+            "role": string("The PKI role that issues it.", max_length=256),
+            "commonName": string("The certificate's common name."),
+            "altNames": string_list("DNS or email subject alternative names."),
+            "ipSans": string_list("IP subject alternative names."),
+            "uriSans": string_list("URI subject alternative names."),
+            "ttl": duration(
+                "Requested lifetime (the role's max TTL caps it). Default: the role's TTL.",
+                "spec.certificate.ttl",
+            ),
+        },
+        required=["role", "commonName"],
+    )
+    lease = obj(
+        "How issued credentials are kept (spec.dynamic, spec.certificate).",
+        {
+            "renewPercent": {
+                "type": "integer",
+                "minimum": 10,
+                "maximum": 90,
+                "description": "Renew (or, when it can be renewed no more, issue anew) when "
+                "this share of the lease's TTL has passed. Default: 67.",
+            },
+            "revokeGracePeriod": duration(
+                "How long credentials replaced by new ones keep working before they are "
+                "revoked, for workloads to pick up the new ones. Default: 2m.",
+                "spec.lease.revokeGracePeriod",
+            ),
+            "revokeOnDelete": {
+                "type": "boolean",
+                "description": "Revoke the lease (and a certificate) when the SecretSync is "
+                "deleted. Default: true.",
+            },
+        },
+    )
+    has_data = (
+        "((has(self.data) && size(self.data) > 0) || "
+        "(has(self.dataFrom) && size(self.dataFrom) > 0))"
+    )
     return obj(
         "What to fetch and which Secret to write.",
         {
@@ -580,14 +658,26 @@ def secret_sync_spec() -> Schema:
                 "Workloads restarted when the synced data changes.",
                 {"restart": {"type": "array", "maxItems": 32, "items": workload}},
             ),
+            "dynamic": dynamic,
+            "certificate": certificate,
+            "lease": lease,
         },
         required=["storeRef"],
         rules=[
             rule(
-                "(has(self.data) && size(self.data) > 0) || "
-                "(has(self.dataFrom) && size(self.dataFrom) > 0)",
-                "spec: set data or dataFrom; a SecretSync with neither has nothing to sync",
-            )
+                f"[{has_data}, has(self.dynamic), has(self.certificate)].exists_one(x, x)",
+                "spec: set exactly one of data/dataFrom (values read from the store), "
+                "dynamic (credentials issued with a lease) or certificate (a PKI certificate)",
+            ),
+            rule(
+                "!has(self.lease) || has(self.dynamic) || has(self.certificate)",
+                "spec.lease applies to issued credentials only: set dynamic or certificate",
+            ),
+            rule(
+                "!has(self.certificate) || !has(self.target) || !has(self.target.type) || "
+                "self.target.type == 'kubernetes.io/tls'",
+                "spec.target.type: a certificate is written as a kubernetes.io/tls Secret",
+            ),
         ],
     )
 
@@ -632,6 +722,20 @@ def sync_status() -> Schema:
                 "type": "string",
                 "description": "Keyed hash of the written data, for no-op and drift detection.",
             },
+            "lease": obj(
+                "Issued credentials: when they expire and how often they were renewed "
+                "(never a lease id).",
+                {
+                    "expiresAt": {"type": "string", "format": "date-time"},
+                    "nextRenewalAt": {
+                        "type": "string",
+                        "format": "date-time",
+                        "description": "When they are renewed, or issued anew.",
+                    },
+                    "renewals": {"type": "integer", "format": "int64"},
+                    "reissues": {"type": "integer", "format": "int64"},
+                },
+            ),
         },
     )
 

@@ -19,7 +19,7 @@ import pytest
 
 from faults import replicas, world
 from faults.size import FULL
-from harness import devenv, faults, scenario, vaultsetup
+from harness import devenv, faults, leasesetup, scenario, vaultengines, vaultsetup
 from harness.audit import WRITE_VERBS, AuditLog
 from harness.devenv import DevEnv
 
@@ -195,6 +195,58 @@ def test_a_frozen_replica_stops_acting_and_a_resumed_one_acts_again(
     )
     assert reads_frozen == 0
     assert writes == 0
+
+
+def test_a_failover_issues_no_new_lease(
+    peering: str,
+    faults_env: DevEnv,
+    faults_api: Any,
+    faults_values: set[bytes],
+    figures: Callable[..., None],
+) -> None:
+    """Issued credentials (docs/design/0010-leases.md) survive a failover: the replica
+    that takes over reads the lease state the other kept, and issues, revokes and writes
+    nothing."""
+    d, e = replicas.make(faults_env, faults_api, ["d", "e"])
+    ns = world.namespace(faults_api, "leases")
+    leasesetup.bind(faults_env, faults_api, ns)
+    vaultengines.database_role(faults_env, ns, default_ttl="10m", max_ttl="1h")
+    scenario.apply(faults_env, leasesetup.store(faults_env, ns))
+    count = 3
+    assert faults_env.audit_log is not None
+    audit = AuditLog(faults_env.audit_log)
+    with contextlib.ExitStack() as e_running:
+        with _run(faults_env, d):
+            world.wait_for(lambda: d.role() == "active", 30)
+            e_running.enter_context(_run(faults_env, e))
+            world.wait_for(lambda: e.role() == "standby", 30)
+            world.apply_many(
+                faults_env, [leasesetup.database_sync(ns, f"db{i}") for i in range(count)]
+            )
+            world.wait_all(faults_api, ns, count, timeout=60)
+            before = sorted(leasesetup.database_leases(faults_env, ns))
+            data = {i: scenario.secret_data(faults_api, ns, f"db{i}") for i in range(count)}
+            for one in data.values():
+                assert one is not None
+                faults_values.add(one["password"])
+            stopped = time.time()
+        world.wait_for(lambda: e.role() == "active", 60)
+        took_over = time.time() - stopped
+        time.sleep(8)  # every SecretSync runs a round when a replica starts to act
+        assert not world.unsynced(faults_api, ns)
+        after = sorted(leasesetup.database_leases(faults_env, ns))
+        writes = replicas.writes(audit, stopped, time.time(), ns)[e.user]
+    figures(
+        "issued credentials across a failover",
+        leases_before=len(before),
+        leases_after=len(after),
+        take_over_s=round(took_over, 1),
+        writes_by_the_new_replica=writes,
+    )
+    assert len(before) == count
+    assert after == before, "the failover issued or revoked leases"
+    assert {i: scenario.secret_data(faults_api, ns, f"db{i}") for i in range(count)} == data
+    assert writes == 0, "the new replica rewrote Secrets it had no reason to"
 
 
 if FULL:

@@ -31,8 +31,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
+from cryptography import x509
 
-from harness import devenv, pods, releases, scenario
+from harness import devenv, pods, postgres, releases, scenario, vaultengines
 from harness import operator as op
 from harness.processes import Processes, log_tail
 
@@ -41,6 +42,13 @@ EXAMPLES = devenv.REPO / "examples"
 
 
 RELEASE, RELEASE_NAMESPACE = "secretsync", "secretsync-system"
+EXAMPLE_FILES = ("aws.yaml", "vault.yaml", "vault-dynamic.yaml")
+# What the demo role may issue (docs/vault.md: the minimal policy per engine).
+ISSUING_POLICY = (
+    'path "database/creds/demo" { capabilities = ["read"] }\n'
+    'path "pki/issue/demo" { capabilities = ["update"] }\n'
+    'path "pki/revoke" { capabilities = ["update"] }\n'
+)
 
 
 @contextlib.contextmanager
@@ -56,7 +64,7 @@ def environment(*, node: bool = False, keep: bool = False) -> Iterator[devenv.De
             return
         print(f"demo: the environment of `make devenv-up` in {DEVENV_DIR} has no node")
     run_dir = DEVENV_DIR / f"demo-{'node-' if node else ''}{time.strftime('%Y%m%d-%H%M%S')}"
-    parts = "etcd, kube-apiserver, kube-controller-manager, OpenBao and moto"
+    parts = "etcd, kube-apiserver, kube-controller-manager, OpenBao, moto and PostgreSQL"
     if node:
         parts += ", and a node (containerd, kubelet, kube-scheduler) with the image"
     print(f"demo: starting {parts}")
@@ -125,8 +133,10 @@ def seed(env: devenv.DevEnv) -> None:
         token,
         "PUT",
         "sys/policies/acl/demo",
-        {"policy": 'path "secret/data/demo/*" { capabilities = ["read"] }'},
+        {"policy": 'path "secret/data/demo/*" { capabilities = ["read"] }\n' + ISSUING_POLICY},
     )
+    vaultengines.database_role(env, "demo", default_ttl="1h", max_ttl="24h")
+    vaultengines.pki_role(env, "demo", max_ttl="72h")
     devenv.bao_request(
         addr,
         token,
@@ -145,12 +155,36 @@ def seed(env: devenv.DevEnv) -> None:
 def show_synced(env: devenv.DevEnv) -> None:
     """Wait for the examples' SecretSyncs, then print them and their Secrets' keys."""
     api = env.api_client()
-    for sync in ("db", "api"):
+    for sync in ("db", "api", "db-dynamic", "web-tls"):
         scenario.wait_for_reason(api, "demo", sync, "Synced", timeout=60)
     print(env.kubectl("get", "secretstores,secretsyncs", "-n", "demo").stdout)
-    for secret in ("db-credentials", "api-config"):
+    for secret in ("db-credentials", "api-config", "db-login", "web-tls"):
         data = scenario.secret_data(api, "demo", secret) or {}
         print(f"demo: Secret demo/{secret} holds keys: {', '.join(sorted(data))}")
+    show_issued(env, api)
+
+
+def show_issued(env: devenv.DevEnv, api: object) -> None:
+    """The issued credentials work: the login is accepted by PostgreSQL, the certificate
+    verifies against the CA beside it. Lease times from the status; no value printed."""
+    for sync in ("db-dynamic", "web-tls"):
+        lease = (scenario.get_sync(api, "demo", sync).get("status") or {}).get("lease") or {}
+        print(
+            f"demo: SecretSync demo/{sync}: expires at {lease.get('expiresAt')}, renewed or "
+            f"issued anew at {lease.get('nextRenewalAt')}"
+        )
+    login = scenario.secret_data(api, "demo", "db-login") or {}
+    result = postgres.psql(
+        env.pg, login["username"].decode(), login["password"].decode(), "select 1"
+    )
+    print(f"demo: PostgreSQL accepts the issued login: {result.returncode == 0}")
+    tls = scenario.secret_data(api, "demo", "web-tls") or {}
+    leaf = x509.load_pem_x509_certificates(tls["tls.crt"])[0]
+    leaf.verify_directly_issued_by(x509.load_pem_x509_certificate(tls["ca.crt"]))
+    print(
+        f"demo: certificate {leaf.subject.rfc4514_string()} verifies against ca.crt, "
+        f"valid until {leaf.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}"
+    )
 
 
 def run_as_process(env: devenv.DevEnv) -> None:
@@ -160,7 +194,7 @@ def run_as_process(env: devenv.DevEnv) -> None:
     seed(env)
     log = env.run_dir / f"demo-operator-{os.getpid()}.log"
     with op.running(env, log, "--log-level", "info"):
-        for name in ("aws.yaml", "vault.yaml"):
+        for name in EXAMPLE_FILES:
             env.kubectl("apply", "-f", "-", input_text=manifest(env, name))
         show_synced(env)
         audit = [line for line in log.read_text().splitlines() if "secretsync.audit" in line]
@@ -185,7 +219,7 @@ def run_in_pods(env: devenv.DevEnv) -> None:
         )
     env.kubectl("apply", "-f", str(EXAMPLES / "namespace.yaml"))
     seed(env)
-    for name in ("aws.yaml", "vault.yaml"):
+    for name in EXAMPLE_FILES:
         env.kubectl("apply", "-f", "-", input_text=manifest(env, name, in_pods=True))
     show_synced(env)
     print(env.kubectl("get", "pods", "-o", "wide", "-n", RELEASE_NAMESPACE).stdout)

@@ -30,15 +30,15 @@ import ssl
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import kubernetes
 import yaml
 
-from harness import kube, pki
+from harness import kube, pki, postgres, vaultengines
 from harness import node as local_node
+from harness.bao import bao_request as bao_request
 from harness.processes import EnvError, Processes, free_port, http_ok, log_tail
 
 REPO = Path(__file__).resolve().parents[2]
@@ -141,6 +141,19 @@ class DevEnv:
     audit_log: Path | None = None
     # The node that runs Pods, when start(node=True) started one.
     node: local_node.Node | None = None
+    # PostgreSQL for OpenBao's database secrets engine (harness/postgres.py), whose
+    # connection `postgres` at database/ OpenBao manages roles through.
+    postgres_port: int = 0
+    postgres_admin_password: str = dataclasses.field(default="", repr=False)
+
+    @property
+    def pg(self) -> postgres.Postgres:
+        return postgres.Postgres(
+            port=self.postgres_port,
+            admin=postgres.ADMIN,
+            admin_password=self.postgres_admin_password,
+            data_dir=self.run_dir,
+        )
 
     def exports(self) -> dict[str, str]:
         """Environment variables a shell, the operator or a test needs to reach it."""
@@ -156,6 +169,8 @@ class DevEnv:
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": AWS_REGION,
             "AWS_REGION": AWS_REGION,
+            "PGHOST": "127.0.0.1",
+            "PGPORT": str(self.postgres_port),
             **(
                 {
                     "SECRETSYNC_NODE_IMAGES": " ".join(self.node.images),
@@ -420,17 +435,6 @@ def _external_cluster(kubeconfig: Path) -> tuple[str, bytes]:
 # --- OpenBao and moto ---------------------------------------------------------------------
 
 
-def bao_request(addr: str, token: str, method: str, path: str, body: object = None) -> Any:
-    """One OpenBao HTTP API call; returns the decoded JSON body (or None)."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(  # noqa: S310 - the local OpenBao
-        f"{addr}/v1/{path}", data=data, method=method, headers={"X-Vault-Token": token}
-    )
-    with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310
-        text = resp.read()
-    return json.loads(text) if text else None
-
-
 def _start_openbao(procs: Processes) -> tuple[str, str]:
     port = free_port()
     token = "root-" + secrets.token_hex(12)
@@ -553,6 +557,8 @@ def start(run_dir: Path, *, audit: bool = False, node: bool = False) -> tuple[De
         _configure_kubernetes_auth(
             vault_addr, vault_token, api=kube.client(kubeconfig), server=server, ca_pem=ca_pem
         )
+        pg = postgres.start(procs)
+        vaultengines.configure(vault_addr, vault_token, pg)
         if binaries.node is not None and image is not None:
             started_node = local_node.start(
                 procs,
@@ -579,6 +585,8 @@ def start(run_dir: Path, *, audit: bool = False, node: bool = False) -> tuple[De
         aws_endpoint=aws_endpoint,
         audit_log=run_dir / "audit.log" if audit and not external else None,
         node=started_node,
+        postgres_port=pg.port,
+        postgres_admin_password=pg.admin_password,
     )
     (run_dir / "devenv.json").write_text(env.to_json())
     return env, procs
@@ -591,7 +599,9 @@ def stop(procs: Processes) -> None:
         if local_node.has_record(procs.run_dir):
             local_node.teardown(procs.run_dir, procs)
     finally:
+        postgres.stop(procs)
         procs.stop_all()
+        postgres.remove(procs.run_dir)
 
 
 def logs_summary(procs: Processes) -> str:

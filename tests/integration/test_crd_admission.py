@@ -80,6 +80,16 @@ def apply(env: DevEnv, namespace: str, doc: dict[str, Any]) -> Any:
     )
 
 
+DYNAMIC_SYNC = edit(
+    edit(SYNC, "spec.data", None),
+    "spec.dynamic",
+    {"path": "database/creds/app", "method": "POST", "parameters": {"ttl": "1h"}},
+)
+CERTIFICATE_SYNC = edit(
+    edit(edit(SYNC, "spec.data", None), "spec.target", {"name": "tls"}),
+    "spec.certificate",
+    {"role": "web", "commonName": "app.example.test", "altNames": ["www.example.test"]},
+)
 CLUSTER_STORE_AMBIENT = edit(
     edit(AWS_STORE, "kind", "ClusterSecretStore"), "spec.provider.aws.auth", None
 )
@@ -99,6 +109,8 @@ CLUSTER_STORE_AMBIENT = edit(
                 {"find": {"path": "team-a/", "name": {"regexp": "^db-"}, "tags": {"env": "p"}}},
             ],
         ),
+        edit(DYNAMIC_SYNC, "spec.lease", {"renewPercent": 50, "revokeGracePeriod": "30s"}),
+        edit(CERTIFICATE_SYNC, "spec.target.type", "kubernetes.io/tls"),
         edit(SYNC, "spec.refreshInterval", "0"),
         edit(SYNC, "spec.refreshInterval", "1h30m"),
         CLUSTER_STORE_AMBIENT,
@@ -113,6 +125,8 @@ CLUSTER_STORE_AMBIENT = edit(
         "vault-store",
         "sync-data",
         "sync-dataFrom",
+        "sync-dynamic",
+        "sync-certificate",
         "sync-once",
         "sync-compound",
         "cluster-store-ambient",
@@ -183,11 +197,39 @@ INVALID = {
     ),
     "sync-without-data-or-dataFrom": (
         edit(SYNC, "spec.data", None),
-        "spec: set data or dataFrom",
+        "spec: set exactly one of data/dataFrom",
     ),
     "sync-with-empty-data": (
         edit(SYNC, "spec.data", []),
-        "spec: set data or dataFrom",
+        "spec: set exactly one of data/dataFrom",
+    ),
+    "sync-with-data-and-dynamic": (
+        edit(SYNC, "spec.dynamic", {"path": "database/creds/app"}),
+        "spec: set exactly one of data/dataFrom",
+    ),
+    "sync-with-dynamic-and-certificate": (
+        edit(DYNAMIC_SYNC, "spec.certificate", {"role": "web", "commonName": "a.test"}),
+        "spec: set exactly one of data/dataFrom",
+    ),
+    "lease-without-issued-credentials": (
+        edit(SYNC, "spec.lease", {"renewPercent": 50}),
+        "spec.lease applies to issued credentials only",
+    ),
+    "certificate-into-an-opaque-secret": (
+        edit(CERTIFICATE_SYNC, "spec.target.type", "Opaque"),
+        "spec.target.type: a certificate is written as a kubernetes.io/tls Secret",
+    ),
+    "renew-percent-out-of-range": (
+        edit(DYNAMIC_SYNC, "spec.lease", {"renewPercent": 95}),
+        "spec.lease.renewPercent",
+    ),
+    "dynamic-path-with-leading-slash": (
+        edit(DYNAMIC_SYNC, "spec.dynamic.path", "/database/creds/app"),
+        "spec.dynamic.path must be a Vault path",
+    ),
+    "malformed-grace-period": (
+        edit(DYNAMIC_SYNC, "spec.lease", {"revokeGracePeriod": "two minutes"}),
+        "spec.lease.revokeGracePeriod must be a duration",
     ),
     "invalid-secret-key": (
         edit(SYNC, "spec.data", [{"secretKey": "db/password", "remoteRef": {"key": "k"}}]),

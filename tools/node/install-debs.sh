@@ -17,6 +17,7 @@ packages=(
   iproute2                      # the bridge, routes and netns inspection
   ca-certificates               # the machine's CA bundle, mounted into RUN steps
   fuse-overlayfs                # buildah's fallback when the kernel's overlay refuses
+  postgresql                    # the database Vault's database engine issues logins for (tests, demo)
 )
 
 missing=()

@@ -34,6 +34,7 @@ from secretsync.engine import (
     stores,
 )
 from secretsync.engine.eventsources import EventSources
+from secretsync.engine.leases import LeaseJob, LeaseKeeper
 from secretsync.engine.outcomes import Outcome, failed
 from secretsync.engine.runner import DELETED, Runner, SyncJob
 from secretsync.engine.writer import OWNER_ANNOTATION
@@ -55,6 +56,7 @@ SWEEP_INTERVAL = 60.0  # expired sessions are dropped this often
 DRIFT_WINDOW = 600.0  # drift repaired more than DRIFT_FREE times in this window backs off
 DRIFT_FREE = 3
 DRIFT_KEPT = 16
+ORPHAN_GRACE = 60.0  # seconds of acting before a lease state without SecretSync is orphaned
 
 logger = logging.getLogger("secretsync.engine")
 
@@ -101,7 +103,8 @@ def parse_sync(body: Mapping[str, Any]) -> SyncEntry:
     spec: SecretSyncSpec | None
     try:
         spec = parse_spec(body.get("spec") or {})
-        spec.refresh_seconds  # noqa: B018 - validates the duration now, not at use
+        spec.refresh_seconds  # noqa: B018 - validates the durations now, not at use
+        spec.lease.grace_seconds  # noqa: B018
         error = None
     except (pydantic.ValidationError, ConfigError) as exc:
         spec, error = None, stores.first_error(exc)
@@ -153,11 +156,22 @@ class Engine:
             expect=self._expect,
             known=self.secrets.get,
         )
+        self.leases = LeaseKeeper(
+            kube=kube,
+            runner=self.runner,
+            audit=audit,
+            hmac_key=hmac_key,
+            known=self.secrets.get,
+            expect=self._expect,
+            clock=clock,
+        )
         self.stores = stores.Stores()
         self.rollouts = rollouts.Rollouts(
             kube=kube, metrics=metrics, key=hmac_key, feeds=self._feeds, report=self._rollout_report
         )
         self._syncs: dict[SyncKey, SyncEntry] = {}
+        # Issuing SecretSyncs deleted whose leases are still to be revoked: their uids.
+        self._orphans: dict[SyncKey, str] = {}
         self._heap: list[tuple[float, int, SyncKey]] = []
         self._seq = itertools.count()
         self._wake = asyncio.Event()
@@ -214,8 +228,35 @@ class Engine:
             sync.expected_hash = data_hash
 
     def forget_sync(self, namespace: str, name: str) -> None:
-        self._syncs.pop((namespace, name), None)
+        entry = self._syncs.pop((namespace, name), None)
         self.reporter.forget("SecretSync", namespace, name)
+        if entry is not None and entry.spec is not None and entry.spec.issued and self._active:
+            self._orphans[(namespace, name)] = entry.uid
+            self._spawn(self._retire(namespace, name, entry.uid))
+
+    async def _retire(self, namespace: str, name: str, uid: str) -> None:
+        """An issuing SecretSync went: revoke its leases (as its lease state says, through
+        the store that issued them) and drop their state. While that fails (Vault
+        unreachable), the sweep tries again."""
+        try:
+            done = await self.leases.retire(
+                namespace, name, uid, store_of=self.stores.by_key, plan_of=self._plan_of
+            )
+        except Exception as exc:  # noqa: BLE001 - the type only: no traceback may quote values
+            logger.error("revoking for %s/%s failed: %s", namespace, name, type(exc).__name__)
+            done = False
+        if done:
+            self._orphans.pop((namespace, name), None)
+
+    def _plan_of(self, store: stores.StoreEntry, namespace: str) -> LoginPlan | None:
+        if store.spec is None:
+            return None
+        try:
+            return plan_login(
+                store.spec, store_namespace=store.namespace or None, sync_namespace=namespace
+            )
+        except ConfigError:
+            return None
 
     def observe_store(self, kind: str, body: Mapping[str, Any]) -> None:
         """A store was added or changed: check it, and re-sync its SecretSyncs if it changed."""
@@ -274,6 +315,8 @@ class Engine:
         remember what it holds (as a hash) and repair drift from its SecretSync."""
         if not self.in_scope(namespace):
             return
+        if self.leases.observe_state(namespace, name, body):
+            return  # the lease state of an issuing SecretSync (leases.py), not a target
         now = time.monotonic()
         if listing:
             # A watch per namespace (--namespace, sharding) lists only its namespace.
@@ -370,6 +413,7 @@ class Engine:
             self.forget_store(store.kind, store.namespace, store.name)
         for namespace in gone:
             self.secrets.forget_namespace(namespace)
+            self.leases.forget_namespace(namespace)
             self.reporter.forget_namespace(namespace)
         self._compact()
         await self._kube.drain(gone)
@@ -412,6 +456,7 @@ class Engine:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.reporter.stop()
         await self.runner.close()
+        self.leases.clear()
         self._heap.clear()
         for sync in self._syncs.values():
             sync.running = sync.rerun = False
@@ -432,6 +477,7 @@ class Engine:
             "schedule": len(self._heap),
             "tasks": len(self._tasks),
             "event_consumers": len(self.events.running()),
+            "lease_states": len(self.leases),
         }
 
     def _size(self, kind: str) -> int:
@@ -478,6 +524,27 @@ class Engine:
             self.runner.sweep()
             self._compact()
             self.secrets.prune(time.monotonic())
+            await self._sweep_leases()
+
+    async def _sweep_leases(self) -> None:
+        """Revoke the leases of issuing SecretSyncs deleted while Vault was unreachable,
+        or while no replica was acting (their state Secrets remain, and say whose)."""
+        for (namespace, name), uid in list(self._orphans.items()):
+            await self._retire(namespace, name, uid)
+        if self._clock() - self._started < ORPHAN_GRACE:
+            return  # the SecretSyncs' first listing may still be arriving
+        for (namespace, name), uid in list(self.leases.kept.items()):
+            sync = self._syncs.get((namespace, name))
+            if not self.in_scope(namespace) or (sync is not None and sync.uid == uid):
+                continue
+            if self._clock() - self._adopted.get(namespace, self._started) < ORPHAN_GRACE:
+                continue
+            try:
+                if await self._kube.secretsync_uid(namespace, name) == uid:
+                    continue  # it exists: this replica has not seen it yet
+            except KubeError:
+                continue
+            await self._retire(namespace, name, uid)
 
     def _start_store(self, store: stores.StoreEntry) -> None:
         self.events.sync_store(store, self.runner)
@@ -595,6 +662,10 @@ class Engine:
                     await self._complete(sync, refusal, store=store)
                 else:
                     runnable.append(sync)
+            issuing = [s for s in runnable if s.spec is not None and s.spec.issued]
+            for sync in issuing:
+                await self._run_issuing(store, plan, sync)
+            runnable = [s for s in runnable if s not in issuing]
             if not runnable:
                 return
             jobs = [
@@ -629,6 +700,27 @@ class Engine:
                     Reason.INVALID_SPEC, sync.spec_error or "the spec changed during the sync", True
                 )
                 await self._complete(sync, outcome, store=store)
+
+    async def _run_issuing(
+        self, store: stores.StoreEntry, plan: LoginPlan, sync: SyncEntry
+    ) -> None:
+        """A round of an issuing SecretSync (leases.py); one at a time per identity, as the
+        reading rounds are."""
+        assert sync.spec is not None
+        job = LeaseJob(
+            namespace=sync.namespace,
+            name=sync.name,
+            uid=sync.uid,
+            spec=sync.spec,
+            force=sync.force,
+            verify=sync.verify,
+        )
+        try:
+            outcome = await self.leases.run(store, plan, job)
+        except Exception as exc:  # noqa: BLE001 - the type only: no traceback may quote values
+            logger.error("lease round for %s failed: %s", job.id, type(exc).__name__)
+            outcome = _fail(Reason.PROVIDER_UNAVAILABLE, "internal error; see operator log", True)
+        await self._complete(sync, outcome, store=store)
 
     async def _namespace_refusal(self, store: stores.StoreEntry, sync: SyncEntry) -> Outcome | None:
         if store.kind != "ClusterSecretStore" or store.spec is None or not store.spec.conditions:
@@ -705,6 +797,8 @@ class Engine:
             sync.failures = 0
             if interval > 0:
                 at = schedule.next_refresh(now, interval, store.key if store else "")
+            if outcome.next_at is not None:  # a lease to renew or revoke (leases.py)
+                at = outcome.next_at if at is None else min(at, outcome.next_at)
         else:
             sync.failures += 1
             if outcome.retry and outcome.aligned and outcome.retry_after is not None:
@@ -717,6 +811,8 @@ class Engine:
                 )
             elif interval > 0:
                 at = now + interval
+            if outcome.next_at is not None:
+                at = outcome.next_at if at is None else min(at, max(outcome.next_at, now + 1.0))
         if repair is not None:  # drift met while it ran: repair at its backoff time
             at = repair if at is None else min(at, max(repair, now))
         if at is not None:

@@ -16,7 +16,7 @@ from secretsync.errors import (
     SecretNotFoundError,
     SecretSyncError,
 )
-from secretsync.models.status import Reason
+from secretsync.models.status import LeaseStatus, Reason
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -32,6 +32,10 @@ class Outcome:
     write: WriteOutcome = "unchanged"
     versions: dict[str, str] = dataclasses.field(default_factory=dict)
     data_hash: str | None = None
+    # Issued credentials (leases.py): when the round next has something to do, and what
+    # the status says of the lease (kept as it was when None).
+    next_at: float | None = None
+    lease: LeaseStatus | None = None
 
 
 def reason_for(error: BaseException) -> tuple[str, bool]:

@@ -56,6 +56,7 @@ def sync_status(previous: Status, outcome: Outcome, generation: int) -> Status:
         else previous.last_sync_time,
         synced_versions=outcome.versions if outcome.ok else previous.synced_versions,
         data_hash=outcome.data_hash if outcome.ok else previous.data_hash,
+        lease=outcome.lease or previous.lease,
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -33,7 +34,7 @@ from secretsync.errors import (
 )
 from secretsync.kube import Kube
 from secretsync.metrics import Metrics
-from secretsync.models.remote import FindQuery, RemoteRef, RemoteValue
+from secretsync.models.remote import CallGate, FindQuery, RemoteRef, RemoteValue
 from secretsync.models.status import Reason
 from secretsync.models.store import ProviderSpec
 from secretsync.models.sync import SecretSyncSpec
@@ -173,32 +174,35 @@ class Runner:
 
     async def session(self, store: StoreEntry, plan: LoginPlan) -> Session:
         """The identity's session, logging in only when it is missing or due."""
-        backend = self.backend(store)
-        circuit: CircuitKey = (backend.endpoint, plan.describe())
-
-        async def login() -> Session:
-            # A login is a provider call like any other: throttled STS or Vault answers
-            # open the identity's circuit too.
-            await self.circuits.enter(circuit)
-            try:
-                session = await backend.login(await self._material(plan))
-            except ProviderError as exc:
-                self.circuits.record(circuit, exc)
-                self._metrics.logins.labels(backend.name, "error").inc()
-                raise
-            except BaseException:
-                self.circuits.record(circuit, _ABANDONED)
-                self._metrics.logins.labels(backend.name, "error").inc()
-                raise
-            self.circuits.record(circuit, None)
-            self._metrics.logins.labels(backend.name, "success").inc()
-            return session
-
         epoch = self._epochs.get(store.key, 0)
-        session = await self.identities.session(self._identity(store, plan), login)
+        session = await self.identities.session(
+            self._identity(store, plan), functools.partial(self.fresh_session, store, plan)
+        )
         if not self._current(store, epoch):
             # The store changed or went while this login ran: keep nothing of it.
             self.identities.forget(store.key)
+        return session
+
+    async def fresh_session(self, store: StoreEntry, plan: LoginPlan) -> Session:
+        """A new login, cached nowhere: the session of `session`, and the one each issued
+        lease is kept with (leases.py)."""
+        backend = self.backend(store)
+        circuit: CircuitKey = (backend.endpoint, plan.describe())
+        # A login is a provider call like any other: throttled STS or Vault answers
+        # open the identity's circuit too.
+        await self.circuits.enter(circuit)
+        try:
+            session = await backend.login(await self._material(plan))
+        except ProviderError as exc:
+            self.circuits.record(circuit, exc)
+            self._metrics.logins.labels(backend.name, "error").inc()
+            raise
+        except BaseException:
+            self.circuits.record(circuit, _ABANDONED)
+            self._metrics.logins.labels(backend.name, "error").inc()
+            raise
+        self.circuits.record(circuit, None)
+        self._metrics.logins.labels(backend.name, "success").inc()
         return session
 
     def _current(self, store: StoreEntry, epoch: int) -> bool:
@@ -232,15 +236,21 @@ class Runner:
                 await held.client.close()
 
     def _new_client(self, store: StoreEntry, plan: LoginPlan, session: Session) -> _Client:
+        return _Client(
+            session=session, client=self.backend(store).client(session, self.gate(store, plan))
+        )
+
+    def gate(self, store: StoreEntry, plan: LoginPlan) -> CallGate:
+        """What every provider call of the identity passes: its circuit, the store's
+        budget, the call metrics."""
         backend = self.backend(store)
-        gate = _Gate(
+        return _Gate(
             circuits=self.circuits,
             key=(backend.endpoint, plan.describe()),
             budget=lambda: self.budget(store),
             metrics=self._metrics,
             provider=backend.name,
         )
-        return _Client(session=session, client=backend.client(session, gate))
 
     async def _retire(self, held: _Client) -> None:
         """Close the client now, or when its last round is done; only once."""

@@ -106,6 +106,10 @@ class Stores:
         """The entry now known under the same kind, namespace and name."""
         return self._stores.get((entry.kind, entry.namespace, entry.name))
 
+    def by_key(self, key: str) -> StoreEntry | None:
+        """The store whose `key` this is (a lease state names the store that issued it)."""
+        return next((s for s in self._stores.values() if s.key == key), None)
+
     def lookup(self, ref: StoreRef, sync_namespace: str) -> StoreEntry | None:
         namespace = sync_namespace if ref.kind == "SecretStore" else ""
         return self._stores.get((ref.kind, namespace, ref.name))

@@ -260,7 +260,8 @@ class Kube(LeaseApi):
         annotations: Mapping[str, str],
         owner: Owner | None,
         immutable: bool,
-    ) -> None:
+    ) -> str:
+        """Create it; its resourceVersion."""
         owners = _owner_refs(owner) or None
         body = {
             "apiVersion": "v1",
@@ -276,13 +277,14 @@ class Kube(LeaseApi):
             "data": _b64(data),
             **({"immutable": True} if immutable else {}),
         }
-        await self._call_fenced(
+        created: Any = await self._call_fenced(
             namespace,
             f"create Secret {namespace}/{name}",
             self._core.create_namespaced_secret,
             namespace,
             body,
         )
+        return str(created.metadata.resource_version or "")
 
     async def patch_secret(
         self,
@@ -294,7 +296,7 @@ class Kube(LeaseApi):
         annotations: Mapping[str, str],
         resource_version: str,
         owner: Owner | Literal["keep"] | None = "keep",
-    ) -> None:
+    ) -> str:
         """A JSON merge patch: keys mapped to None are removed, other keys are left alone;
         `owner` sets the ownerReferences (None: none), "keep" leaves them.
 
@@ -314,7 +316,7 @@ class Kube(LeaseApi):
                 k: (None if v is None else base64.b64encode(v).decode()) for k, v in data.items()
             },
         }
-        await self._call_fenced(
+        patched: Any = await self._call_fenced(
             namespace,
             f"patch Secret {namespace}/{name}",
             self._core.patch_namespaced_secret,
@@ -323,6 +325,7 @@ class Kube(LeaseApi):
             body,
             _content_type=MERGE_PATCH,
         )
+        return str(patched.metadata.resource_version or "")
 
     async def delete_secret(self, namespace: str, name: str) -> None:
         with contextlib.suppress(KubeNotFoundError):
@@ -502,6 +505,21 @@ class Kube(LeaseApi):
         items = raw.get("items") or []
         status = (items[0].get("status") or {}) if items else {}
         return dict(status) if isinstance(status, dict) else {}
+
+    async def secretsync_uid(self, namespace: str, name: str) -> str | None:
+        """The uid of SecretSync namespace/name, None if it does not exist (a list narrowed
+        by name: the operator's RBAC grants list and watch on SecretSyncs, not get)."""
+        raw: Any = await self._call(
+            f"list SecretSync {namespace}/{name}",
+            self._custom.list_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            "secretsyncs",
+            field_selector=f"metadata.name={name}",
+        )
+        items = raw.get("items") or []
+        return str(items[0]["metadata"]["uid"]) if items else None
 
     async def can_list(self, *, namespace: str | None, label_selector: str | None = None) -> None:
         """List one SecretSync and one managed Secret in the namespace (None: cluster-wide),

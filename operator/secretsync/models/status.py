@@ -43,6 +43,18 @@ class Condition:
 
 @compact
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class LeaseStatus:
+    """Issued credentials (spec.dynamic, spec.certificate): times and counts, never a
+    lease id."""
+
+    expires_at: Interned
+    next_renewal_at: Interned | None = None
+    renewals: int = 0
+    reissues: int = 0
+
+
+@compact
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class Status:
     """What the operator reports; fields it does not manage are left alone by merge patches."""
 
@@ -51,6 +63,7 @@ class Status:
     last_sync_time: Interned | None = None
     synced_versions: dict[Interned, Interned] | None = None
     data_hash: str | None = None
+    lease: LeaseStatus | None = None
 
     def ready(self) -> Condition | None:
         return next((c for c in self.conditions if c.type == "Ready"), None)

@@ -96,7 +96,47 @@ class Rollout:
     restart: tuple[Workload, ...] = ()
 
 
+@compact
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Dynamic:
+    """Credentials from a Vault secrets engine that answers with a lease."""
+
+    path: str
+    method: Literal["GET", "POST"] = "GET"
+    parameters: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+@compact
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Certificate:
+    """A certificate issued by a Vault PKI mount, written as a kubernetes.io/tls Secret."""
+
+    mount: str = "pki"
+    role: str
+    common_name: str
+    alt_names: tuple[str, ...] = ()
+    ip_sans: tuple[str, ...] = ()
+    uri_sans: tuple[str, ...] = ()
+    ttl: str | None = None
+
+
+@compact
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class LeasePolicy:
+    """How an issued credential is kept: renewed, re-issued, revoked."""
+
+    renew_percent: int = 67
+    revoke_grace_period: str = "2m"
+    revoke_on_delete: bool = True
+
+    @property
+    def grace_seconds(self) -> float:
+        return duration.parse(self.revoke_grace_period, field="spec.lease.revokeGracePeriod")
+
+
+TLS_TYPE = "kubernetes.io/tls"
 _NO_TARGET = Target()
+_DEFAULT_LEASE = LeasePolicy()
 _NO_ROLLOUT = Rollout()
 
 
@@ -111,6 +151,22 @@ class SecretSyncSpec:
     data: tuple[DataItem, ...] = ()
     data_from: tuple[DataFromItem, ...] = ()
     rollout: Rollout = dataclasses.field(default_factory=lambda: _NO_ROLLOUT)
+    dynamic: Dynamic | None = None
+    certificate: Certificate | None = None
+    lease: LeasePolicy = dataclasses.field(default_factory=lambda: _DEFAULT_LEASE)
+
+    @property
+    def issued(self) -> bool:
+        """Whether the data is issued by Vault under a lease (dynamic or certificate)
+        rather than read (docs/design/0010-leases.md)."""
+        return self.dynamic is not None or self.certificate is not None
+
+    @property
+    def effective_target(self) -> Target:
+        """The target; a certificate's Secret is of type kubernetes.io/tls."""
+        if self.certificate is not None and self.target.type == "Opaque":
+            return dataclasses.replace(self.target, type=TLS_TYPE)
+        return self.target
 
     @property
     def refresh_seconds(self) -> float:

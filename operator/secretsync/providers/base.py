@@ -17,6 +17,7 @@ from typing import Protocol, runtime_checkable
 
 from secretsync.errors import ProviderError
 from secretsync.models.remote import CallGate, CallObserver, FindQuery, RemoteRef, RemoteValue
+from secretsync.models.sync import Certificate, Dynamic
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -110,3 +111,61 @@ class Backend(Protocol):
 
     def client(self, session: Session, gate: CallGate) -> SecretsClient:
         """A client reading as the session; each API call passes through the gate."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Issued:
+    """Credentials a provider issued: the Secret's data, and the lease that keeps them."""
+
+    data: Mapping[str, bytes] = dataclasses.field(repr=False)
+    lease_id: str = dataclasses.field(repr=False)  # "" when the provider gave no lease
+    lease_seconds: int  # the lease's TTL (0: none)
+    renewable: bool
+    not_after: float | None = None  # a certificate's end (epoch seconds)
+    serial: str | None = None  # a certificate's serial number (public)
+
+
+class LeaseIssuer(Protocol):
+    """Issues, renews and revokes leased credentials as one token (docs/design/0010).
+
+    Errors are those of a SecretsClient: a refusal about the request is a
+    ProviderError, the session or the service failing raises its own kind."""
+
+    async def issue(self, request: Dynamic | Certificate) -> Issued:
+        """New credentials."""
+
+    async def renew(self, lease_id: str, increment: int) -> int:
+        """Extend the lease; the seconds it has left (capped by its max TTL)."""
+
+    async def renew_token(self, increment: int) -> int:
+        """Extend the token itself; the seconds it has left (0: it never expires)."""
+
+    async def revoke_token(self) -> None:
+        """Revoke the token, and with it every lease it issued."""
+
+    async def revoke_lease(self, lease_id: str) -> None:
+        """Revoke one lease (when the token is not ours to revoke)."""
+
+    async def revoke_certificate(self, mount: str, serial: str) -> None:
+        """Revoke a certificate by its serial number."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+
+@runtime_checkable
+class IssuingBackend(Protocol):
+    """A backend that issues leased credentials (Vault's dynamic secrets and PKI)."""
+
+    # Whether each login yields a token of its own (False for a given static token, which
+    # is shared and never revoked by the operator).
+    owns_login_tokens: bool
+
+    def issuer(self, session: Session, gate: CallGate) -> LeaseIssuer:
+        """An issuer acting as the session's token."""
+
+    def token_of(self, session: Session) -> str:
+        """The session's token, to be kept with the leases it issued."""
+
+    def resume(self, token: str, like: Session) -> Session:
+        """A session for a kept token, with the TLS trust of `like`."""

@@ -8,7 +8,8 @@ import time
 from secretsync.errors import AccessDeniedError, ProviderAuthError, ProviderConfigError
 from secretsync.models.remote import CallGate
 from secretsync.models.store import VaultProvider
-from secretsync.providers.base import LoginMaterial, SecretsClient, Session
+from secretsync.providers.base import LeaseIssuer, LoginMaterial, SecretsClient, Session
+from secretsync.providers.vault.issuer import VaultIssuer
 from secretsync.providers.vault.kv import KvClient
 from secretsync.providers.vault.kv1 import KvV1Client
 from secretsync.providers.vault.kv2 import KvV2Client
@@ -102,12 +103,30 @@ class VaultBackend:
 
     def client(self, session: Session, gate: CallGate) -> SecretsClient:
         """A KV client reading as the session, with its own HTTP connection pool."""
-        credentials = session.credentials
-        if not isinstance(credentials, VaultCredentials):
-            raise TypeError("vault: the session was not created by VaultBackend.login")
+        credentials = _credentials(session)
         transport = self._transport(token=credentials.token, ca_pem=credentials.ca_pem, gate=gate)
         kind: type[KvClient] = KvV2Client if self._spec.version == "v2" else KvV1Client
         return kind(transport=transport, mount=self._spec.path)
+
+    @property
+    def owns_login_tokens(self) -> bool:
+        """Each login makes a token of its own, except with a given static token."""
+        return self._spec.auth.token is None
+
+    def issuer(self, session: Session, gate: CallGate) -> LeaseIssuer:
+        """Issues, renews and revokes leases as the session's token."""
+        credentials = _credentials(session)
+        return VaultIssuer(
+            self._transport(token=credentials.token, ca_pem=credentials.ca_pem, gate=gate)
+        )
+
+    def token_of(self, session: Session) -> str:
+        return _credentials(session).token
+
+    def resume(self, token: str, like: Session) -> Session:
+        """A session for a token kept with its leases (its expiry is tracked there)."""
+        credentials = VaultCredentials(token=token, ca_pem=_credentials(like).ca_pem)
+        return Session(identity=like.identity, expires_at=None, credentials=credentials)
 
     def _transport(
         self, *, token: str, ca_pem: bytes | None, gate: CallGate | None = None
@@ -138,6 +157,13 @@ class VaultBackend:
             expires_at=_expires_at(ttl),
             credentials=VaultCredentials(token=token, ca_pem=ca_pem),
         )
+
+
+def _credentials(session: Session) -> VaultCredentials:
+    credentials = session.credentials
+    if not isinstance(credentials, VaultCredentials):
+        raise TypeError("vault: the session was not created by VaultBackend.login")
+    return credentials
 
 
 def _session(response: Json, *, identity: str, ca_pem: bytes | None) -> Session:

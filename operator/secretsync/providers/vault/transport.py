@@ -149,6 +149,10 @@ class Transport:
         """LIST /v1/<path>/ (a folder's keys)."""
         return await self._call(operation, "list", path.rstrip("/") + "/", action="listing")
 
+    async def write(self, operation: str, path: str, body: Mapping[str, object]) -> Json:
+        """POST /v1/<path> with a JSON body (issue, renew, revoke)."""
+        return await self._call(operation, "post", path, action="writing", body=body)
+
     async def login(self, path: str, body: Mapping[str, str]) -> Json:
         """POST a login request to /v1/<path>; refusals are ProviderAuthError."""
         return await self._call(
@@ -163,7 +167,7 @@ class Transport:
         *,
         action: str,
         params: Mapping[str, str] | None = None,
-        body: Mapping[str, str] | None = None,
+        body: Mapping[str, object] | None = None,
         login: bool = False,
     ) -> Json:
         url = "/v1/" + urllib.parse.quote(path)
