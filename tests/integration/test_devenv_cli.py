@@ -31,7 +31,13 @@ def test_devenv_up_serves_kubectl_and_bao_and_down_stops_every_process(tmp_path:
     assert up.returncode == 0, up.stdout + up.stderr
     started = Processes.load(tmp_path).started
     try:
-        assert {s.name for s in started} >= {"etcd", "kube-apiserver", "openbao", "moto", "postgres"}
+        assert {s.name for s in started} >= {
+            "etcd",
+            "kube-apiserver",
+            "openbao",
+            "moto",
+            "postgres",
+        }
         shell = subprocess.run(
             [
                 "bash",
