@@ -419,3 +419,18 @@ def test_a_stale_replica_meets_a_conflict_and_then_reads_the_state_again() -> No
     assert again.ok
     assert again.lease.renewals == 2, "it continued from the state the other replica kept"
     assert list(w.vault.leases) == ["database/creds/app/1"]
+
+
+def test_a_template_that_does_not_fit_revokes_what_was_issued() -> None:
+    w = World(ttl=30)
+    spec = parse_spec(
+        {
+            "storeRef": {"name": "vault"},
+            "dynamic": {"path": "database/creds/app"},
+            "target": {"template": {"data": {"url": "{{ user }}:{{ password }}"}}},
+        }
+    )
+    outcome = w.round(dataclasses.replace(w.job, spec=spec))
+    assert not outcome.ok
+    assert outcome.reason == "InvalidSpec"
+    assert w.vault.alive() == [], "the lease issued for an unusable template is revoked"

@@ -535,7 +535,13 @@ class Engine:
             return  # the SecretSyncs' first listing may still be arriving
         for (namespace, name), uid in list(self.leases.kept.items()):
             sync = self._syncs.get((namespace, name))
-            if not self.in_scope(namespace) or (sync is not None and sync.uid == uid):
+            if not self.in_scope(namespace):
+                continue
+            if sync is not None and sync.uid == uid:
+                if sync.spec is None or sync.spec.issued:
+                    continue
+                # It reads values now (spec.data): what it was issued is used no more.
+                await self._retire(namespace, name, uid)
                 continue
             if self._clock() - self._adopted.get(namespace, self._started) < ORPHAN_GRACE:
                 continue

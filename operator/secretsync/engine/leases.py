@@ -265,11 +265,6 @@ class LeaseKeeper:
                 ends = min(ends, token_ends)
         finally:
             await issuer.close()
-        data = dict(issued.data)
-        if spec.target.template is not None and spec.target.template.data:
-            data = render.render(spec.target.template.data, data)
-        values.check_size(data)
-        data_hash = hashing.data_hash(self._hmac_key, data)
         period = max(issued.lease_seconds, 1)
         held = Held(
             lease_id=issued.lease_id,
@@ -281,12 +276,21 @@ class LeaseKeeper:
             period=float(period),
             renewable=issued.renewable,
             capped=ends - now < period - leasestate.CAP_TOLERANCE,
-            data_hash=data_hash,
-            keys=tuple(sorted(data)),
             request=fingerprint,
             serial=issued.serial,
             mount=spec.certificate.mount if spec.certificate else None,
         )
+        try:
+            data = dict(issued.data)
+            if spec.target.template is not None and spec.target.template.data:
+                data = render.render(spec.target.template.data, data)
+            values.check_size(data)
+        except SecretSyncError:
+            # A template that does not fit what was issued: nobody can use it.
+            await self._revoke(backend, shared, gate, held, certificate=False)
+            raise
+        held.data_hash = hashing.data_hash(self._hmac_key, data)
+        held.keys = tuple(sorted(data))
         old = state.current
         state.current = held
         if old is not None:
@@ -305,9 +309,9 @@ class LeaseKeeper:
         target = writer.SyncTarget(
             namespace=job.namespace, name=job.name, uid=job.uid, target=spec.effective_target
         )
-        self._expect(job.id, data_hash)
+        self._expect(job.id, held.data_hash)
         try:
-            return await writer.write(self._kube, target, data, data_hash)
+            return await writer.write(self._kube, target, data, held.data_hash)
         except SecretSyncError:
             # Nobody can use what was not written: revoke it now, keep the old one.
             state.current = old

@@ -94,10 +94,16 @@ class VaultIssuer:
                 f"vault: {path} answered without a lease: it is not a dynamic secret "
                 "(sync static values with spec.data instead)"
             )
+        seconds = field_int(body, "lease_duration", 0)
+        if seconds <= 0:
+            raise ProviderConfigError(
+                f"vault: {path} answered with a lease of no duration; secretsync keeps leases "
+                "that end (check the engine's and the mount's TTLs)"
+            )
         return Issued(
             data={str(k): _text(v) for k, v in data.items()},
             lease_id=lease_id,
-            lease_seconds=field_int(body, "lease_duration", 0),
+            lease_seconds=seconds,
             renewable=body.get("renewable") is True,
         )
 
