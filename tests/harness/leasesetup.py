@@ -43,11 +43,14 @@ def bind(env: Any, api: Any, namespace: str, *, login_ttl: str = "1h") -> None:
     scenario.service_account(api, namespace, "sync")
 
 
-def store(env: Any, namespace: str, *, server: str | None = None) -> dict[str, Any]:
+def store(
+    env: Any, namespace: str, *, server: str | None = None, name: str = "vault"
+) -> dict[str, Any]:
+    """A SecretStore logging in with the role `bind` made."""
     return {
         "apiVersion": scenario.API,
         "kind": "SecretStore",
-        "metadata": {"name": "vault", "namespace": namespace},
+        "metadata": {"name": name, "namespace": namespace},
         "spec": {
             "provider": {
                 "vault": {
@@ -73,6 +76,13 @@ def _sync(namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
         "metadata": {"name": name, "namespace": namespace},
         "spec": {"storeRef": {"name": "vault"}, **spec},
     }
+
+
+def database_sync_of(store: str, namespace: str, name: str) -> dict[str, Any]:
+    """database_sync through the SecretStore of that name."""
+    doc = database_sync(namespace, name)
+    doc["spec"]["storeRef"] = {"name": store}
+    return doc
 
 
 def database_sync(

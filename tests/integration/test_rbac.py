@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import delivery, kube, scenario
+from harness import delivery, kube, leasesetup, scenario, vaultengines
 from harness import operator as op
 from harness.devenv import REPO, DevEnv
 
@@ -171,12 +171,34 @@ def test_namespaced_operator_syncs_its_namespaces_and_ignores_others(
             scenario.wait_for_reason(api, team, "db", "Synced")
         time.sleep(3)  # what c would have got by now, had it been served
         assert "status" not in scenario.get_sync(api, c, "db")
+        # Issued credentials: the lease state Secret is created, patched and deleted, and
+        # the lease revoked, with nothing but the namespaced Roles.
+        leasesetup.bind(env, api, a)
+        vaultengines.database_role(env, a, default_ttl="10m", max_ttl="1h")
+        scenario.apply(
+            env,
+            leasesetup.store(env, a, name="issuer"),
+            leasesetup.database_sync_of("issuer", a, "issued"),
+        )
+        scenario.wait_for_reason(api, a, "issued", "Synced")
+        assert len(leasesetup.database_leases(env, a)) == 1
+        env.kubectl("delete", "secretsync", "-n", a, "issued")
+        kube.eventually(
+            lambda: scenario.secret(api, a, "secretsync-lease-issued") is None,
+            timeout=20,
+            what="the lease state deleted",
+        )
+        assert leasesetup.database_leases(env, a) == []
     assert scenario.secret(api, c, "db") is None
     # It ran as one of a peering group (a KopfPeering in each served namespace) ...
     assert "Resuming operations" in log.read_text()
     # ... with no permission missing, and it never read c's remote key.
     assert delivery.refusals(log) == []
-    assert {r["secretsync"] for r in delivery.audit_records(log)} == {f"{a}/db", f"{b}/db"}
+    assert {r["secretsync"] for r in delivery.audit_records(log)} == {
+        f"{a}/db",
+        f"{b}/db",
+        f"{a}/issued",
+    }
 
 
 def test_sharded_replicas_sync_every_namespace_with_only_the_charts_rbac(

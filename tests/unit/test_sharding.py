@@ -282,3 +282,41 @@ def test_a_killed_replicas_member_lease_is_deleted_after_a_while() -> None:
         assert sorted(r.holder for r in members) == ["a", "b"]
 
     asyncio.run(run())
+
+
+@pytest.mark.parametrize("delay", [0, 1, 2, 3, 4, 5])
+def test_a_shard_taken_over_from_a_killed_replica_is_not_given_back_to_its_ghost(
+    delay: int,
+) -> None:
+    """The killed replica's member Lease outlives its shard Leases by up to a heartbeat:
+    a survivor that takes one of its shards must not release it again for that ghost,
+    which holds none and so looked starved (CI: test_sharding.py found a shard free
+    right after the take-over)."""
+
+    async def run() -> None:
+        group = Group(3)
+        await settle(group)
+        await group.replicas["c"].close()
+        group.running.discard("c")
+        await settle(group, 5)
+        # Killed at another phase of its renewals (shards) and heartbeats (member).
+        for _ in range(delay):
+            await group.tick()
+        (victim,) = [n for n, count in group.held().items() if count == 2]
+        (survivor,) = [n for n in group.running if n != victim]
+        # Its last heartbeat came after its last shard renewals (their timers run apart),
+        # then it was killed: no goodbye.
+        group.clock.now += sharding.RENEW - 0.5
+        ghost = group.replicas[victim]
+        ghost._member_renewed = float("-inf")
+        await ghost._heartbeat(group.clock.now)
+        group.running.discard(victim)
+        taken: set[int] = set()
+        for _ in range(40):
+            await group.tick()
+            now_held = set(group.replicas[survivor].held)
+            assert taken <= now_held, f"gave back {sorted(taken - now_held)} at {group.clock.now}"
+            taken |= now_held
+        assert len(group.replicas[survivor].held) == 3
+
+    asyncio.run(run())

@@ -98,6 +98,9 @@ class ShardManager:
         self._clock = clock
         self._observer = rules.Observer()
         self._records: dict[str, LeaseRecord] = {}  # what the last listing (or our write) said
+        # Replicas seen letting a shard Lease lapse -> their member Lease's renewTime then:
+        # dead or frozen until that moves again (_not_lapsed).
+        self._lapsed: dict[str, str] = {}
         self.held: dict[int, float] = {}  # shard -> when its Lease was last written by us
         self._served: frozenset[str] = frozenset()
         self._universe: frozenset[str] = frozenset(only)
@@ -168,15 +171,15 @@ class ShardManager:
         except KubeError as exc:
             logger.warning("sharding: member Lease: %s", exc)
         await self._forget_dead_members(now)
-        members = rules.live_members(
-            {
-                r.name: r
-                for r in records
-                if r.labels.get(ROLE_LABEL) == "member" and self._same_count(r)
-            },
-            self._observer,
+        member_records = {
+            r.name: r
+            for r in records
+            if r.labels.get(ROLE_LABEL) == "member" and self._same_count(r)
+        }
+        members = self._not_lapsed(
+            rules.live_members(member_records, self._observer, now, self.identity),
+            member_records,
             now,
-            self.identity,
         )
         self.conflict = self._count_conflict(now)
         yielding = self._yields(now)
@@ -208,6 +211,27 @@ class ShardManager:
             if taking is not None:
                 await self._take(taking)
         await self._serve()
+
+    def _not_lapsed(
+        self, members: set[str], member_records: dict[str, LeaseRecord], now: float
+    ) -> set[str]:
+        """The live members, less those that let a shard Lease lapse. A killed replica's
+        member Lease can outlive its shard Leases by up to a heartbeat: counted live, and
+        holding no shard, it looked starved, and a survivor gave it back the shard it had
+        just taken (unserved until the member Lease expired too). A member is counted
+        again once its member Lease moves (a frozen replica that thaws)."""
+        renewed = {r.holder: r.renewed for r in member_records.values() if r.holder}
+        for shard in range(self.shards):
+            record = self._records.get(self._lease(shard))
+            if (
+                record is not None
+                and record.holder
+                and record.holder != self.identity
+                and self._observer.expired(record, now)
+            ):
+                self._lapsed.setdefault(record.holder, renewed.get(record.holder, ""))
+        self._lapsed = {h: r for h, r in self._lapsed.items() if renewed.get(h) == r}
+        return members - set(self._lapsed)
 
     async def close(self) -> None:
         """Stop serving everything, then release every held Lease and the member Lease,
