@@ -19,7 +19,13 @@ from secretsync.engine import leasestate
 from secretsync.engine.leases import LeaseJob, LeaseKeeper
 from secretsync.engine.runner import Runner
 from secretsync.engine.stores import StoreEntry, parse_store
-from secretsync.errors import AccessDeniedError, KubeConflictError, KubeError, ProviderError
+from secretsync.errors import (
+    AccessDeniedError,
+    KubeConflictError,
+    KubeError,
+    KubeNotFoundError,
+    ProviderError,
+)
 from secretsync.kube import Kube, SecretObject
 from secretsync.metrics import Metrics
 from secretsync.models.remote import CallGate
@@ -434,3 +440,21 @@ def test_a_template_that_does_not_fit_revokes_what_was_issued() -> None:
     assert not outcome.ok
     assert outcome.reason == "InvalidSpec"
     assert w.vault.alive() == [], "the lease issued for an unusable template is revoked"
+
+
+def test_deletion_with_the_identity_gone_for_good_drops_the_state_and_stops_trying() -> None:
+    w = World(ttl=30)
+    w.round()
+    w.runner.identities.forget(w.store.key)  # no cached session: a TokenRequest is needed
+
+    async def no_service_account(**_: Any) -> tuple[str, float]:
+        raise KubeNotFoundError("ServiceAccount team/sync does not exist")
+
+    w.kube.token_request = no_service_account  # type: ignore[method-assign]
+    done = asyncio.run(
+        w.keeper.retire(
+            "team", "db", "u1", store_of=lambda key: w.store, plan_of=lambda s, n: w.plan
+        )
+    )
+    assert done, "a namespace being deleted must not be retried for ever"
+    assert ("team", leasestate.state_name("db")) not in w.kube.secrets

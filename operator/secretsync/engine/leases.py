@@ -39,6 +39,8 @@ from secretsync.errors import (
     ConfigError,
     KubeConflictError,
     KubeError,
+    KubeForbiddenError,
+    KubeNotFoundError,
     ProviderAuthError,
     ProviderError,
     ProviderUnavailableError,
@@ -70,6 +72,14 @@ class LeaseJob:
 
 def _when(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _passing(error: SecretSyncError) -> bool:
+    """Whether a failure may pass by itself (the service or the apiserver unreachable),
+    rather than last (the identity or its ServiceAccount gone, access refused)."""
+    if isinstance(error, KubeNotFoundError | KubeForbiddenError):
+        return False
+    return isinstance(error, ProviderUnavailableError | KubeError)
 
 
 def _gone(error: ProviderError) -> bool:
@@ -403,7 +413,10 @@ class LeaseKeeper:
             state = await self._load(namespace, name)
         except SecretSyncError as exc:
             logger.warning("cannot read the lease state of %s/%s: %s", namespace, name, exc)
-            return False
+            if _passing(exc):
+                return False
+            self.kept.pop((namespace, name), None)  # unreadable: left for a person to see
+            return True
         if state is not None and state.sync_uid != uid:
             return True  # a newer SecretSync of the same name holds it now
         held = []
@@ -430,9 +443,21 @@ class LeaseKeeper:
                             ):
                                 return False
                 except SecretSyncError as exc:
-                    logger.warning("cannot revoke the leases of %s/%s: %s", namespace, name, exc)
-                    return False
-                logger.info("revoked the leases of deleted SecretSync %s/%s", namespace, name)
+                    if _passing(exc):
+                        logger.warning(
+                            "cannot revoke the leases of %s/%s yet: %s", namespace, name, exc
+                        )
+                        return False
+                    # The identity is gone for good (its namespace is being deleted, say):
+                    # nobody can revoke them now, and they end at their TTL.
+                    logger.warning(
+                        "cannot revoke the leases of %s/%s: %s; they end at their TTL",
+                        namespace,
+                        name,
+                        exc,
+                    )
+                else:
+                    logger.info("revoked the leases of deleted SecretSync %s/%s", namespace, name)
         try:
             await self._kube.delete_secret(namespace, leasestate.state_name(name))
         except KubeError as exc:
