@@ -458,3 +458,17 @@ def test_deletion_with_the_identity_gone_for_good_drops_the_state_and_stops_tryi
     )
     assert done, "a namespace being deleted must not be retried for ever"
     assert ("team", leasestate.state_name("db")) not in w.kube.secrets
+
+
+def test_a_store_that_cannot_issue_is_a_clear_spec_error() -> None:
+    w = World(ttl=30)
+
+    class ReadOnly:  # a backend that only reads (AWS)
+        name = "aws"
+        endpoint = "aws:fake"
+
+    w.runner._backend_for = lambda spec: cast(Backend, ReadOnly())
+    outcome = w.round()
+    assert not outcome.ok
+    assert outcome.reason == "InvalidSpec"
+    assert "need a Vault store" in outcome.message
