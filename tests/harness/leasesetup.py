@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness import scenario, vaultengines
+from harness import scenario, vaultengines, vaultsetup
 from harness.bao import bao_request
 
 
@@ -46,27 +46,14 @@ def bind(env: Any, api: Any, namespace: str, *, login_ttl: str = "1h") -> None:
 def store(
     env: Any, namespace: str, *, server: str | None = None, name: str = "vault"
 ) -> dict[str, Any]:
-    """A SecretStore logging in with the role `bind` made."""
-    return {
-        "apiVersion": scenario.API,
-        "kind": "SecretStore",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "provider": {
-                "vault": {
-                    "server": server or env.vault_addr,
-                    "path": "secret",
-                    "version": "v2",
-                    "auth": {
-                        "kubernetes": {
-                            "role": f"leases-{namespace}",
-                            "serviceAccount": {"name": "sync"},
-                        }
-                    },
-                }
-            }
-        },
-    }
+    """vaultsetup.store, logging in with the role `bind` made (through `server`, e.g. a
+    recording proxy)."""
+    doc = vaultsetup.store(env, namespace, name=name)
+    vault = doc["spec"]["provider"]["vault"]
+    vault["auth"]["kubernetes"]["role"] = f"leases-{namespace}"
+    if server:
+        vault["server"] = server
+    return doc
 
 
 def _sync(namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:

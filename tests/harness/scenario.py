@@ -116,3 +116,19 @@ def secret_data(api: Any, namespace: str, name: str) -> dict[str, bytes] | None:
 def events_for(api: Any, namespace: str, name: str) -> list[Any]:
     items = kubernetes.client.CoreV1Api(api).list_namespaced_event(namespace).items
     return [e for e in items if e.involved_object.name == name]
+
+
+def deployment(namespace: str, name: str) -> dict[str, Any]:
+    """A Deployment whose Pods never run (no image pull): a target for rollout restarts."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1"}]},
+            },
+        },
+    }

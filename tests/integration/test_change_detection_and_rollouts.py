@@ -106,21 +106,6 @@ def test_a_new_kv2_version_is_picked_up_within_the_change_check_interval_reading
     assert (after["a"], after["c"]) == (before["a"], before["c"]), "unchanged keys are not read"
 
 
-def deployment(namespace: str, name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1"}]},
-            },
-        },
-    }
-
-
 def restart_annotation(api: Any, namespace: str, name: str) -> tuple[str | None, int]:
     dep: Any = kubernetes.client.AppsV1Api(api).read_namespaced_deployment(name, namespace)
     annotations = dep.spec.template.metadata.annotations or {}
@@ -131,7 +116,7 @@ def test_a_workload_restarts_once_per_real_change_and_never_otherwise(
     env: DevEnv, api: Any, namespace: str, operator_log: Path, secret_values: set[bytes]
 ) -> None:
     bind_namespace(env, api, namespace)
-    scenario.apply(env, vault_store(env, namespace), deployment(namespace, "api"))
+    scenario.apply(env, vault_store(env, namespace), scenario.deployment(namespace, "api"))
     for name in ("db", "cache"):
         value = f"{name}-{uuid.uuid4().hex}"
         secret_values.add(value.encode())

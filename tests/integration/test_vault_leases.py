@@ -85,21 +85,6 @@ def restarts(api: Any, namespace: str, name: str) -> int:
     return int(dep.metadata.generation) - 1
 
 
-def deployment(namespace: str, name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1"}]},
-            },
-        },
-    }
-
-
 def test_database_credentials_log_in_and_renewal_extends_the_lease_in_vault(
     env: DevEnv, api: Any, team: str, own_operator: None, secret_values: set[bytes]
 ) -> None:
@@ -157,7 +142,7 @@ def test_a_max_ttl_forces_a_reissue_that_overlaps_the_old_credentials_which_are_
     vaultengines.database_role(env, team, default_ttl="20s", max_ttl="40s")
     scenario.apply(
         env,
-        deployment(team, "api"),
+        scenario.deployment(team, "api"),
         leasesetup.database_sync(
             team,
             "db",
