@@ -127,3 +127,36 @@ def test_calls_already_under_way_when_it_opens_do_not_escalate_the_backoff() -> 
     wait = c.remaining(KEY)
     assert wait is not None
     assert wait <= 2.0  # one step, not eight
+
+
+def test_a_call_that_must_go_before_the_probe_probes_early() -> None:
+    """A lease renewal must not wait for a probe that comes after the lease ended
+    (test_vault_leases.py saw credentials lapse and be issued anew after an outage)."""
+    clock = Clock()
+    c = circuits(clock)
+    c.record(KEY, ProviderUnavailableError("vault: unreachable", retry_after=40.0))
+    with pytest.raises(ProviderUnavailableError):
+        asyncio.run(c.enter(KEY, must_go_within=120.0))  # the probe comes in time
+
+    async def run() -> None:
+        await c.enter(KEY, must_go_within=20.0)  # it would not: this call probes now
+        other = asyncio.ensure_future(c.enter(KEY))
+        await asyncio.sleep(0.05)
+        assert not other.done(), "the early call is the one probe: others wait for it"
+        c.record(KEY, None)
+        await asyncio.wait_for(other, 1.0)
+
+    asyncio.run(run())
+
+
+def test_an_early_probe_that_fails_frees_the_probe_and_backs_off_further() -> None:
+    clock = Clock()
+    c = circuits(clock)
+    c.record(KEY, ProviderUnavailableError("vault: unreachable", retry_after=40.0))
+    asyncio.run(c.enter(KEY, must_go_within=20.0))
+    c.record(KEY, ProviderUnavailableError("vault: unreachable"))  # the early probe failed
+    wait = c.remaining(KEY)
+    assert wait is not None
+    clock.now += wait
+    # Half-open again: a probe goes at once, rather than wait for the first one's answer.
+    asyncio.run(asyncio.wait_for(c.enter(KEY), 1.0))

@@ -95,15 +95,24 @@ class Circuits:
             return None
         return max(circuit.open_until - self._clock(), 0.0)
 
-    async def enter(self, key: CircuitKey) -> None:
+    async def enter(self, key: CircuitKey, *, must_go_within: float | None = None) -> None:
         """Return when a call may go; raise ProviderUnavailableError (with retry_after)
         while the circuit is open. In half-open state the first caller is the probe and
-        the others wait for its answer."""
+        the others wait for its answer.
+
+        `must_go_within`: seconds before the call is of no use any more (a lease renewal
+        before the lease ends). Such a call probes early rather than wait for a probe
+        that would come after half that time: the backoff must not outlast the
+        credentials it would renew."""
         while True:
             circuit = self._circuits.get(key)
             if circuit is None:
                 return
             now = self._clock()
+            if must_go_within is not None and circuit.open_until - now > must_go_within / 2:
+                # The probe is brought forward to now: its failure is then a failed probe
+                # (the next backoff step, and the probe slot freed), not a straggler.
+                circuit.open_until = now
             if now < circuit.open_until:
                 # The same words at every refused round, so the statuses they produce do
                 # not change (and are not written again); and no remote key of the call

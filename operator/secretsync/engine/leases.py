@@ -47,6 +47,7 @@ from secretsync.errors import (
     SecretSyncError,
 )
 from secretsync.kube import Kube
+from secretsync.models.remote import CallGate
 from secretsync.models.status import LeaseStatus, Reason
 from secretsync.models.sync import SecretSyncSpec
 from secretsync.providers.base import IssuingBackend, Session
@@ -190,7 +191,9 @@ class LeaseKeeper:
             if old is not None:  # a SecretSync of the same name before this one
                 held = ([old.current] if old.current else []) + [r.held for r in old.retiring]
                 state.retiring = [Retiring(held=h, revoke_at=now) for h in held]
-        gate = self._runner.gate(store, plan)
+        # Calls that keep credentials alive may probe an open circuit early (Circuits.enter).
+        left = state.current.ends_at - now if state.current else None
+        gate = self._runner.gate(store, plan, must_go_within=left)
         changed = await self._revoke_due(backend, session, gate, state, now)
         pct = job.spec.lease.renew_percent
         fingerprint = leasestate.request_fingerprint(job.spec, store.key)
@@ -236,7 +239,7 @@ class LeaseKeeper:
         plan: LoginPlan,
         backend: IssuingBackend,
         shared: Session,
-        gate: Any,
+        gate: CallGate,
         job: LeaseJob,
         state: LeaseState,
         fingerprint: str,
@@ -333,7 +336,9 @@ class LeaseKeeper:
                 await self._save(job, state)
             raise
 
-    async def _renew(self, backend: IssuingBackend, shared: Session, gate: Any, held: Held) -> Held:
+    async def _renew(
+        self, backend: IssuingBackend, shared: Session, gate: CallGate, held: Held
+    ) -> Held:
         session = backend.resume(held.token, shared) if held.own_token else shared
         issuer = backend.issuer(session, gate)
         try:
@@ -348,7 +353,12 @@ class LeaseKeeper:
         return leasestate.renewal(held, now=now, granted=granted, token_left=token_left)
 
     async def _revoke_due(
-        self, backend: IssuingBackend, shared: Session, gate: Any, state: LeaseState, now: float
+        self,
+        backend: IssuingBackend,
+        shared: Session,
+        gate: CallGate,
+        state: LeaseState,
+        now: float,
     ) -> bool:
         due = [r for r in state.retiring if r.revoke_at <= now]
         for retiring in due:
@@ -357,7 +367,13 @@ class LeaseKeeper:
         return bool(due)
 
     async def _revoke(
-        self, backend: IssuingBackend, shared: Session, gate: Any, held: Held, *, certificate: bool
+        self,
+        backend: IssuingBackend,
+        shared: Session,
+        gate: CallGate,
+        held: Held,
+        *,
+        certificate: bool,
     ) -> bool:
         """Revoke what is held; True when done (or nothing is left to revoke), False when
         Vault could not be reached (try again later)."""

@@ -95,8 +95,10 @@ class _Gate:
         budget: Callable[[], Budget],
         metrics: Metrics,
         provider: str,
+        must_go_within: float | None = None,
     ) -> None:
         self._circuits = circuits
+        self._must_go_within = must_go_within
         self._key = key
         self._budget = budget
         self._metrics = metrics
@@ -104,7 +106,7 @@ class _Gate:
 
     async def enter(self, operation: str) -> None:
         try:
-            await self._circuits.enter(self._key)
+            await self._circuits.enter(self._key, must_go_within=self._must_go_within)
         except ProviderUnavailableError:
             self._metrics.provider_calls.labels(self._provider, operation, "refused").inc()
             raise
@@ -240,9 +242,11 @@ class Runner:
             session=session, client=self.backend(store).client(session, self.gate(store, plan))
         )
 
-    def gate(self, store: StoreEntry, plan: LoginPlan) -> CallGate:
+    def gate(
+        self, store: StoreEntry, plan: LoginPlan, *, must_go_within: float | None = None
+    ) -> CallGate:
         """What every provider call of the identity passes: its circuit, the store's
-        budget, the call metrics."""
+        budget, the call metrics (`must_go_within`: see Circuits.enter)."""
         backend = self.backend(store)
         return _Gate(
             circuits=self.circuits,
@@ -250,6 +254,7 @@ class Runner:
             budget=lambda: self.budget(store),
             metrics=self._metrics,
             provider=backend.name,
+            must_go_within=must_go_within,
         )
 
     async def _retire(self, held: _Client) -> None:
