@@ -51,6 +51,12 @@ lint: setup
 	$(VENV)/bin/lint-imports
 	$(PY) tools/crds.py --check
 
+## secret-scan: detect-secrets over every tracked file against the reviewed .secrets.baseline
+## (tools/secretscan.py; --update to refresh it, then `detect-secrets audit .secrets.baseline`)
+.PHONY: secret-scan
+secret-scan: setup
+	$(PY) tools/secretscan.py
+
 ## crds: regenerate crds/ from tools/crds.py
 crds: setup
 	$(PY) tools/crds.py

@@ -1,4 +1,4 @@
-"""The command line: `secretsync run` and `secretsync --version`."""
+"""The command line: `secretsync run`, `audit`, `convert` and `--version`."""
 
 from __future__ import annotations
 
@@ -15,12 +15,14 @@ from collections.abc import Sequence
 import kopf
 
 from secretsync import __version__, audit, config, handlers, logs, probes
+from secretsync.convert import cli as convert_cli
 from secretsync.engine import state
 from secretsync.engine.health import Health
 from secretsync.errors import ConfigError
 from secretsync.handlers import kopfstate
 from secretsync.kube import Kube
 from secretsync.metrics import Metrics
+from secretsync.scan import cli as scan_cli
 
 logger = logging.getLogger("secretsync")
 
@@ -80,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--log-format", choices=("json", "text"), default="text")
     run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    scan_cli.add_parser(commands)
+    convert_cli.add_parser(commands)
     return parser
 
 
@@ -167,6 +171,10 @@ def _peering_priority() -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `secretsync` console script."""
     args = build_parser().parse_args(argv)
+    if args.command == "audit":
+        return scan_cli.main(args)
+    if args.command == "convert":
+        return convert_cli.main(args)
     try:
         cfg = config.from_args(args)
     except ConfigError as exc:

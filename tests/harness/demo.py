@@ -25,6 +25,7 @@ import json
 import os
 import secrets
 import string
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -187,6 +188,26 @@ def show_issued(env: devenv.DevEnv, api: object) -> None:
     )
 
 
+def show_audit(env: devenv.DevEnv) -> None:
+    """`secretsync audit` over the demo namespace, as a user runs it (docs/audit.md), after
+    someone made a Secret by hand there (an anti-pattern it reports)."""
+    env.kubectl(
+        "create", "secret", "generic", "legacy-api-key", "-n", "demo",
+        "--from-literal=key=" + secrets.token_urlsafe(24),
+        check=False,  # there from an earlier run (KEEP=1)
+    )  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "secretsync", "audit", "--namespace", "demo"],
+        env={**os.environ, "KUBECONFIG": str(env.kubeconfig)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    print(f"demo: $ secretsync audit --namespace demo  (exit {proc.returncode})")
+    print(proc.stdout + proc.stderr)
+
+
 def run_as_process(env: devenv.DevEnv) -> None:
     """`secretsync run` as a process beside the environment."""
     env.kubectl("apply", "-f", str(devenv.REPO / "crds"))
@@ -197,6 +218,7 @@ def run_as_process(env: devenv.DevEnv) -> None:
         for name in EXAMPLE_FILES:
             env.kubectl("apply", "-f", "-", input_text=manifest(env, name))
         show_synced(env)
+        show_audit(env)
         audit = [line for line in log.read_text().splitlines() if "secretsync.audit" in line]
         print(f"demo: {len(audit)} audit records, the first:\n  {audit[0] if audit else '-'}")
         print("demo: operator log (last lines):\n" + log_tail(Path(log), 5))
@@ -222,6 +244,7 @@ def run_in_pods(env: devenv.DevEnv) -> None:
     for name in EXAMPLE_FILES:
         env.kubectl("apply", "-f", "-", input_text=manifest(env, name, in_pods=True))
     show_synced(env)
+    show_audit(env)
     print(env.kubectl("get", "pods", "-o", "wide", "-n", RELEASE_NAMESPACE).stdout)
     active = pods.active_pod(env.api_client(), release.namespace, release.selector)
     reads = pods.audit_records(pods.log(env, release.namespace, active.name))

@@ -337,6 +337,7 @@ NODE_CONTROLLERS = (
     "taint-eviction-controller",
     "disruption-controller",
     "pod-garbage-collector-controller",
+    "job-controller",  # the chart's audit CronJob, run as a Job (tests/e2e/test_audit_cronjob.py)
 )
 
 

@@ -77,6 +77,17 @@ def _ca(cn: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     return cert, key
 
 
+def private_key_pem() -> str:
+    """A fresh private key in PEM (PKCS #8): a planted secret for the audit's tests."""
+    return _pem_key(ec.generate_private_key(ec.SECP256R1())).decode()
+
+
+def ca_certificate_pem(cn: str) -> str:
+    """A CA certificate alone (public; its key is dropped): a ConfigMap's look-alike."""
+    cert, _ = _ca(cn)
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
 def _leaf(
     ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
     subject: x509.Name,

@@ -199,6 +199,32 @@ def test_service_monitor_only_when_asked(helm_bin: Path) -> None:
     assert [p["name"] for p in service["spec"]["ports"]] == ["metrics"]
 
 
+def test_the_audit_objects_only_when_asked_and_the_cli_accepts_the_cronjobs_arguments(
+    helm_bin: Path,
+) -> None:
+    assert not [o for o in render(helm_bin) if "audit" in o["metadata"]["name"]]
+    rbac_only = render(helm_bin, "audit.rbac.create=true")
+    assert not delivery.every(rbac_only, "CronJob")
+    assert delivery.find(rbac_only, "ClusterRole", "rel-secretsync-audit")
+    objects = render(
+        helm_bin,
+        "audit.cronJob.enabled=true",
+        "audit.cronJob.pushgateway=http://pushgateway.monitoring:9091",
+        "audit.cronJob.args={--environment-label=env,--rotation-max-age=30d}",
+    )
+    job = delivery.find(objects, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    binding = delivery.find(objects, "ClusterRoleBinding", "rel-secretsync-audit")
+    assert binding["subjects"][0]["name"] == job["serviceAccountName"] == "rel-secretsync-audit"
+    args = cli.build_parser().parse_args(job["containers"][0]["args"])
+    assert (args.command, args.output, args.pushgateway) == (
+        "audit",
+        "json",
+        "http://pushgateway.monitoring:9091",
+    )
+    assert (args.environment_label, args.rotation_max_age) == ("env", "30d")
+    assert job["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+
+
 # --- RBAC against docs/rbac.md -------------------------------------------------------------
 
 
@@ -387,7 +413,12 @@ def test_the_schema_refuses_unknown_keys_and_wrong_types(helm_bin: Path) -> None
     assert "webhook.secretName" in refused(helm_bin, "webhook.enabled=true")
 
 
-PASS_THROUGH = {"resources", "podSecurityContext", "securityContext"}  # documented as a whole
+PASS_THROUGH = {  # documented as a whole
+    "resources",
+    "podSecurityContext",
+    "securityContext",
+    "audit.cronJob.resources",
+}
 
 
 def value_paths(values: dict[str, Any], prefix: str = "") -> list[str]:

@@ -14,11 +14,12 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
 from secretsync.audit import AuditLog, ReadRecord
 from secretsync.auth.identity import IdentityCache, IdentityKey
-from secretsync.auth.plan import TOKEN_SECONDS, LoginPlan
+from secretsync.auth.plan import LoginPlan
 from secretsync.engine import hashing, render, values, writer
 from secretsync.engine.budget import Budget
 from secretsync.engine.circuit import CircuitKey, Circuits
 from secretsync.engine.keyedlocks import KeyedLocks
+from secretsync.engine.login import login_material
 from secretsync.engine.outcomes import Outcome, audit_outcome, failed
 from secretsync.engine.recent import RecentValues
 from secretsync.engine.secretcache import SecretState
@@ -39,7 +40,7 @@ from secretsync.models.status import Reason
 from secretsync.models.store import ProviderSpec
 from secretsync.models.sync import SecretSyncSpec
 from secretsync.providers import registry
-from secretsync.providers.base import Backend, LoginMaterial, SecretsClient, Session
+from secretsync.providers.base import Backend, SecretsClient, Session
 
 logger = logging.getLogger("secretsync.engine")
 
@@ -194,7 +195,7 @@ class Runner:
         # open the identity's circuit too.
         await self.circuits.enter(circuit)
         try:
-            session = await backend.login(await self._material(plan))
+            session = await backend.login(await login_material(self._kube, plan))
         except ProviderError as exc:
             self.circuits.record(circuit, exc)
             self._metrics.logins.labels(backend.name, "error").inc()
@@ -303,27 +304,6 @@ class Runner:
         for one in held:
             await self._retire(one)
         self.recent.clear()
-
-    async def _material(self, plan: LoginPlan) -> LoginMaterial:
-        token = None
-        if plan.service_account:
-            token, _ = await self._kube.token_request(
-                namespace=plan.namespace,
-                service_account=plan.service_account,
-                audiences=plan.audiences,
-                seconds=TOKEN_SECONDS,
-            )
-        secrets = {
-            s.field: await self._kube.secret_value(s.namespace, s.name, s.key) for s in plan.secrets
-        }
-        ca_pem = None
-        if plan.ca is not None:
-            kind, loc = plan.ca
-            if kind == "Secret":
-                ca_pem = await self._kube.secret_value(loc.namespace, loc.name, loc.key)
-            else:
-                ca_pem = await self._kube.config_map_value(loc.namespace, loc.name, loc.key)
-        return LoginMaterial(service_account_token=token, secrets=secrets, ca_pem=ca_pem)
 
     def sizes(self) -> dict[str, int]:
         """How much the runner keeps, by kind (the `secretsync_tracked` metric)."""

@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import datetime
 import functools
+import os
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -122,7 +123,10 @@ class Kube(LeaseApi):
         try:
             kubernetes.config.load_incluster_config(client_configuration=config)  # type: ignore[no-untyped-call]
         except kubernetes.config.ConfigException:
-            kubernetes.config.load_kube_config(client_configuration=config)  # type: ignore[no-untyped-call]
+            # KUBECONFIG as it is now (the client reads it once, when it is imported).
+            kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=os.environ.get("KUBECONFIG") or None, client_configuration=config
+            )
         # One pooled connection per worker thread: the default (5 per core) made the
         # threads open new TLS connections all the time (docs/benchmarks.md).
         config.connection_pool_maxsize = workers

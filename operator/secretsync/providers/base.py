@@ -70,6 +70,23 @@ class SecretsClient(Protocol):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class RemoteMetadata:
+    """What a provider says about a remote secret's rotation and age; never its value."""
+
+    rotation_enabled: bool | None  # None: the provider has no rotation setting
+    last_changed: float | None  # epoch seconds the current value was written or rotated
+
+
+@runtime_checkable
+class MetadataReader(Protocol):
+    """A client that can describe a remote secret without reading it (`secretsync audit`)."""
+
+    async def metadata(self, ref: RemoteRef) -> RemoteMetadata:
+        """The secret's rotation setting and the time of its current value; a
+        ProviderError (not found, denied) when the provider will not say."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class QueueMessage:
     """One message of an event queue; the body may quote anything, so it is never logged."""
 

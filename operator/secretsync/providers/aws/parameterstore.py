@@ -15,6 +15,7 @@ from secretsync.models.remote import CallGate, FindQuery, RemoteRef, RemoteValue
 from secretsync.models.store import AwsProvider
 from secretsync.providers.aws import api, matching
 from secretsync.providers.aws import credentials as aws_credentials
+from secretsync.providers.base import RemoteMetadata
 
 if TYPE_CHECKING:
     from mypy_boto3_ssm import SSMClient
@@ -247,6 +248,27 @@ class ParameterStore:
             next_token = page.get("NextToken", "")
             if not next_token:
                 return names
+
+    async def metadata(self, ref: RemoteRef) -> RemoteMetadata:
+        """DescribeParameters narrowed to the one name: when the parameter last changed.
+        GetParameter would return the value itself, so it is not used."""
+        name = _base(_request_name(ref))
+        client = await self._api.client()
+        page = await self._api.call(
+            "DescribeParameters",
+            functools.partial(
+                client.describe_parameters,
+                ParameterFilters=[{"Key": "Name", "Option": "Equals", "Values": [name]}],
+            ),
+            key=name,
+        )
+        found = [p for p in page.get("Parameters", []) if p.get("Name") == name]
+        if not found:
+            raise SecretNotFoundError(f"ssm: parameter {name} not found (or not described)")
+        when = found[0].get("LastModifiedDate")
+        return RemoteMetadata(
+            rotation_enabled=None, last_changed=when.timestamp() if when is not None else None
+        )
 
     async def validate(self) -> None:
         """STS GetCallerIdentity with the session's credentials."""

@@ -12,6 +12,7 @@ from secretsync.models.remote import CallGate, FindQuery, RemoteRef, RemoteValue
 from secretsync.models.store import AwsProvider
 from secretsync.providers.aws import api, errors, listing, matching
 from secretsync.providers.aws import credentials as aws_credentials
+from secretsync.providers.base import RemoteMetadata
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -308,6 +309,25 @@ class SecretsManager:
         if described.get("DeletedDate"):
             return None  # scheduled for deletion: fetch() calls it not found, as a listing does
         return _version_at(described.get("VersionIdsToStages", {}), ref.version or CURRENT)
+
+    async def metadata(self, ref: RemoteRef) -> RemoteMetadata:
+        """DescribeSecret: whether rotation is on, and when the value last rotated (else
+        changed); no value is read."""
+        client = await self._api.client()
+        described = await self._api.call(
+            "DescribeSecret",
+            functools.partial(client.describe_secret, SecretId=ref.key),
+            key=ref.key,
+        )
+        when = (
+            described.get("LastRotatedDate")
+            or described.get("LastChangedDate")
+            or described.get("CreatedDate")
+        )
+        return RemoteMetadata(
+            rotation_enabled=bool(described.get("RotationEnabled", False)),
+            last_changed=when.timestamp() if when is not None else None,
+        )
 
     async def find(self, query: FindQuery) -> Sequence[RemoteRef]:
         """ListSecrets narrowed on the server by name prefix and tags, then matched exactly

@@ -12,6 +12,7 @@ from secretsync.errors import (
     SecretNotFoundError,
 )
 from secretsync.models.remote import RemoteRef, RemoteValue
+from secretsync.providers.base import RemoteMetadata
 from secretsync.providers.vault.kv import KvClient, check_key, data_of, encode, gather_bounded
 from secretsync.providers.vault.transport import field_int
 
@@ -86,6 +87,20 @@ class KvV2Client(KvClient):
             raise SecretNotFoundError(f"vault: {path}: version {number} is deleted or missing")
         return str(number)
 
+    async def metadata(self, ref: RemoteRef) -> RemoteMetadata:
+        """The metadata endpoint: when the current version was written. KV has no
+        rotation setting of its own."""
+        path = f"{self._mount}/metadata/{check_key(ref.key)}"
+        metadata = data_of(await self._transport.get("kv.metadata", path))
+        entries = metadata.get("versions")
+        number = field_int(metadata, "current_version", 0)
+        entry = entries.get(str(number)) if isinstance(entries, Mapping) else None
+        if not isinstance(entry, Mapping) or not is_live(entry):
+            raise SecretNotFoundError(f"vault: {path}: no live current version")
+        created = entry.get("created_time")
+        when = _timestamp(created) if isinstance(created, str) else None
+        return RemoteMetadata(rotation_enabled=None, last_changed=when)
+
     async def _versions(self, refs: Sequence[RemoteRef]) -> list[str | ProviderError]:
         return await gather_bounded(self._version, refs)
 
@@ -102,3 +117,15 @@ class KvV2Client(KvClient):
             # let the fetch report what it finds.
             live.append(key)
         return live
+
+
+def _timestamp(text: str) -> float | None:
+    """Vault's RFC 3339 times carry nanoseconds, which fromisoformat does not take."""
+    head, dot, rest = text.partition(".")
+    if dot:
+        zone = rest.lstrip("0123456789")
+        text = f"{head}.{rest[: len(rest) - len(zone)][:6]}{zone}"
+    try:
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None

@@ -1,0 +1,1 @@
+"""`secretsync convert`: External Secrets Operator manifests to secretsync manifests."""
