@@ -148,11 +148,11 @@ def churn(env: devenv.DevEnv, api: Any, size: Size, log_file: Path) -> dict[str,
         begun = time.time()
         scenario.apply(env, *(leasesetup.database_sync(ns, x) for x in first))
         wait_synced(api, ns, first, timeout=120)
-        env.kubectl("delete", "secretsync", "-n", ns, *first)
+        env.kubectl("delete", scenario.SECRET_SYNCS, "-n", ns, *first)
         scenario.apply(env, *(leasesetup.database_sync(ns, x) for x in second))
         wait_synced(api, ns, second, timeout=120)
         deleted = second[: n // 2]
-        env.kubectl("delete", "secretsync", "-n", ns, *deleted)
+        env.kubectl("delete", scenario.SECRET_SYNCS, "-n", ns, *deleted)
         live = n - len(deleted)
 
         def settled() -> int | None:

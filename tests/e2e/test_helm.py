@@ -282,7 +282,7 @@ def test_helm_upgrade_of_a_value_and_of_the_image_keeps_one_active_replica_and_e
     # The new active replica works: a change made now reaches its Secret.
     team.seed_vault("api")
     env.kubectl(
-        "annotate", "secretsync", "api", "-n", team.namespace, "--overwrite",
+        "annotate", scenario.SECRET_SYNCS, "api", "-n", team.namespace, "--overwrite",
         f"secretsync.io/force-sync={time.time()}",
     )  # fmt: skip
     kube.eventually(

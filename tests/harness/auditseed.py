@@ -19,6 +19,7 @@ import uuid
 from typing import Any, cast
 
 import boto3
+import kubernetes
 
 from harness import pki, scenario, teams, vaultsetup
 from harness.devenv import AWS_REGION, DevEnv
@@ -133,11 +134,14 @@ def _plant_workloads(p: _Planter, prod: str, staging: str, clean: str) -> None:
         )
     )
     debug_password = p.secret(_random(mixed, 16))
+    pair_password = p.secret(_random(mixed, 14))
     env_look_alikes = [
         {"name": "LOG_LEVEL", "value": "debug"},
         {"name": "DB_SECRET_NAME", "value": "db-credentials"},
         {"name": "PASSWORD_FILE", "value": "/run/secrets/db/password"},
         {"name": "UPSTREAM", "value": "http://api.backend.svc:8080/v1"},
+        {"name": "REQUIRE_PASSWORD", "value": "false"},
+        {"name": "PASSWORD_POLICY", "value": "strong"},
     ]
     p.alike("SS001", len(env_look_alikes))
     p.docs += [
@@ -169,7 +173,13 @@ def _plant_workloads(p: _Planter, prod: str, staging: str, clean: str) -> None:
             "StatefulSet", staging, "cache", {"env": [{"name": "API_TOKEN", "value": api_token}]}
         ),
         _workload(
-            "DaemonSet", staging, "agent", {"command": ["agent", f"--password={agent_password}"]}
+            "DaemonSet",
+            staging,
+            "agent",
+            {
+                "command": ["agent", f"--password={agent_password}"],
+                "args": ["--log-level", "info", "--db-password", pair_password],
+            },
         ),
         _workload("Job", staging, "migrate", {"env": [{"name": "SESSION_JWT", "value": jwt}]}),
         _workload(
@@ -181,6 +191,7 @@ def _plant_workloads(p: _Planter, prod: str, staging: str, clean: str) -> None:
     p.plant("SS001", "CronJob", prod, "report", f"{cron}.args[1]")
     p.plant("SS001", "StatefulSet", staging, "cache", f"{deploy}.env[API_TOKEN].value")
     p.plant("SS001", "DaemonSet", staging, "agent", f"{deploy}.command[1]")
+    p.plant("SS001", "DaemonSet", staging, "agent", f"{deploy}.args[3]")
     p.plant("SS001", "Job", staging, "migrate", f"{deploy}.env[SESSION_JWT].value")
     p.plant("SS001", "Pod", clean, "debug", f"{_containers_field('Pod')}.env[DB_PASSWORD].value")
     p.plant("SS003", "Deployment", prod, "api", f"{deploy}.env[DB_PASSWORD].valueFrom.secretKeyRef")
@@ -204,13 +215,40 @@ def _plant_workloads(p: _Planter, prod: str, staging: str, clean: str) -> None:
     )
     web["spec"]["template"]["spec"]["volumes"] = [{"name": "creds", "secret": {"secretName": "db"}}]
     p.docs.append(web)
-    p.alike("SS001", 6)
+    p.alike("SS001", 6 + 1)  # web's env and args; the agent's `--log-level info`
     p.alike("SS003", 1)
+
+
+def _plant_operator_made(p: _Planter, api: Any, namespace: str) -> None:
+    """A Deployment some other controller made (its controller owner is an object the
+    audit does not list): reported itself. The owner must exist, or the garbage
+    collector would delete the Deployment."""
+    owner = kubernetes.client.CoreV1Api(api).create_namespaced_config_map(
+        namespace,
+        kubernetes.client.V1ConfigMap(metadata=kubernetes.client.V1ObjectMeta(name="owner")),
+    )
+    password = p.secret(_random(string.ascii_letters + string.digits, 16))
+    made = _workload(
+        "Deployment", namespace, "made", {"env": [{"name": "DB_PASSWORD", "value": password}]}
+    )
+    made["metadata"]["ownerReferences"] = [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "name": "owner",
+            "uid": cast(Any, owner).metadata.uid,
+            "controller": True,
+        }
+    ]
+    p.docs.append(made)
+    field = f"{_containers_field('Deployment')}.env[DB_PASSWORD].value"
+    p.plant("SS001", "Deployment", namespace, "made", field)
 
 
 def _plant_config(p: _Planter, prod: str, staging: str, clean: str) -> None:
     """SS002 and SS004, and their look-alikes."""
     password = p.secret(_random(string.ascii_letters + string.digits, 18))
+    dotenv_password = p.secret(_random(string.ascii_letters + string.digits, 15))
     key = pki.private_key_pem()
     for line in key.splitlines()[1:-1]:
         p.secret(line)
@@ -221,7 +259,8 @@ def _plant_config(p: _Planter, prod: str, staging: str, clean: str) -> None:
             "metadata": {"name": "app-config", "namespace": prod},
             "data": {
                 "application.properties": "server.port=8080\n"
-                f"spring.datasource.password={password}\nlogging.level.root=INFO\n"
+                f"spring.datasource.password={password}\nlogging.level.root=INFO\n",
+                "app.env": f"LOG_LEVEL=info\nexport DB_PASSWORD='{dotenv_password}'\n",
             },
         },
         {
@@ -241,13 +280,16 @@ def _plant_config(p: _Planter, prod: str, staging: str, clean: str) -> None:
                 "ca.crt": pki.ca_certificate_pem(f"audit-{p.suffix}"),
                 "log_level": "info",
                 "retries": "3",
+                "features.env": "REQUIRE_PASSWORD=false\nLOG_LEVEL=debug\n",
             },
         },
     ]
     p.plant("SS002", "ConfigMap", prod, "app-config", "data[application.properties]")
+    p.plant("SS002", "ConfigMap", prod, "app-config", "data[app.env]")
     p.plant("SS002", "ConfigMap", staging, "tls-material", "data[server.key]")
-    # nginx.conf, a CA certificate, plain values; and each namespace's kube-root-ca.crt.
-    p.alike("SS002", 4 + 3)
+    # nginx.conf, a CA certificate, plain values, a dotenv file of settings; and each
+    # namespace's kube-root-ca.crt.
+    p.alike("SS002", 5 + 3)
 
     def secret(
         namespace: str,
@@ -278,6 +320,9 @@ def _plant_config(p: _Planter, prod: str, staging: str, clean: str) -> None:
             labels={"owner": "helm", "name": "web"},
         ),
         secret(clean, "terraform-made", labels={"app.kubernetes.io/managed-by": "terraform"}),
+        secret(clean, "helm-made", labels={"app.kubernetes.io/managed-by": "Helm"}),
+        # Planted: `kubectl` manages nothing after the command returns.
+        secret(prod, "kubectl-made", labels={"app.kubernetes.io/managed-by": "kubectl"}),
         secret(
             clean,
             "web-tls",
@@ -297,9 +342,11 @@ def _plant_config(p: _Planter, prod: str, staging: str, clean: str) -> None:
         secret(prod, "vault-token", labels={"app.kubernetes.io/managed-by": "terraform"}),
     ]
     p.plant("SS004", "Secret", staging, "handmade", "metadata")
-    # Helm-annotated, a Helm release, another tool's label (x3), cert-manager's TLS Secret,
-    # a ServiceAccount token, and the nine Secrets secretsync writes (planted below).
-    p.alike("SS004", 7 + 9)
+    p.plant("SS004", "Secret", prod, "kubectl-made", "metadata")
+    # Helm-annotated, Helm-labelled, a Helm release, another tool's label (x3),
+    # cert-manager's TLS Secret, a ServiceAccount token, and the nine Secrets secretsync
+    # writes (planted below).
+    p.alike("SS004", 8 + 9)
 
 
 def _aws(env: DevEnv, service: str) -> Any:
@@ -427,6 +474,7 @@ def seed(env: DevEnv, api: Any, aws_endpoint: str) -> Seeded:
     p.alike("SS007", 5)  # the five stores that log in as their namespace's ServiceAccount
 
     _plant_workloads(p, prod, staging, clean)
+    _plant_operator_made(p, api, clean)
     _plant_config(p, prod, staging, clean)
 
     shared = f"{suffix}/shared"

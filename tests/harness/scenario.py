@@ -14,6 +14,17 @@ from harness.devenv import DevEnv
 
 API = "secretsync.io/v1alpha1"
 GROUP, VERSION = "secretsync.io", "v1alpha1"
+# kubectl's names for the kinds, qualified: External Secrets Operator has a SecretStore and
+# a ClusterSecretStore too, and with both installed (a move from it) a bare name may mean
+# its kind (tests/integration/test_convert.py installs stand-ins of its CRDs).
+SECRET_SYNCS = "secretsyncs.secretsync.io"
+SECRET_STORES = "secretstores.secretsync.io"
+CLUSTER_SECRET_STORES = "clustersecretstores.secretsync.io"
+RESOURCES = {
+    "SecretSync": SECRET_SYNCS,
+    "SecretStore": SECRET_STORES,
+    "ClusterSecretStore": CLUSTER_SECRET_STORES,
+}
 
 
 def apply(env: DevEnv, *docs: dict[str, Any]) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from harness import auditseed, delivery, kube
+from harness import auditseed, delivery, kube, scenario
 from harness.auditseed import Key, Seeded
 from harness.awsproxy import AwsRecordingProxy
 from harness.devenv import REPO, DevEnv
@@ -64,6 +64,10 @@ def auditor(env: DevEnv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[P
         AUDITOR_NS,
         "--set",
         "audit.rbac.create=true",
+        "--set",
+        "audit.rbac.remoteChecks=true",
+        "--set",
+        "audit.rbac.serviceAccounts={sync}",
         "--show-only",
         "templates/audit.yaml",
     )
@@ -85,7 +89,7 @@ def seeded(
     yield seeded
     for namespace in seeded.namespaces:
         env.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
-    env.kubectl("delete", "clustersecretstore", seeded.cluster_store, check=False)
+    env.kubectl("delete", scenario.CLUSTER_SECRET_STORES, seeded.cluster_store, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +127,7 @@ def outputs(
         "auditor": audit(auditor, *common, "--output=json"),
         "fail-high": audit(env.kubeconfig, *common, "--fail-on=high", "--no-remote"),
         "fail-critical": audit(env.kubeconfig, *common, "--fail-on=critical", "--no-remote"),
+        "strict": audit(env.kubeconfig, *common, "--strict"),
         "allowed": audit(env.kubeconfig, *common, "--output=json", f"--allow={allow}"),
         "all-namespaces": audit(env.kubeconfig, *common[len(scope) :], "-o", "json", "--no-remote"),
     }
@@ -224,11 +229,14 @@ def test_sarif_is_sarif_2_1_0_with_a_rule_per_check(
         assert location["logicalLocations"][0]["kind"] == "resource"
 
 
-def test_fail_on_sets_the_exit_code_and_the_allow_list_takes_out_what_it_names(
+def test_fail_on_and_strict_set_the_exit_code_and_the_allow_list_takes_out_what_it_names(
     seeded: Seeded, outputs: dict[str, subprocess.CompletedProcess[str]]
 ) -> None:
     assert outputs["fail-high"].returncode == 1, outputs["fail-high"].stderr
     assert outputs["fail-critical"].returncode == 0, outputs["fail-critical"].stderr
+    # The failing SecretSync's key cannot be described: --strict says the audit is partial.
+    assert outputs["strict"].returncode == 3, outputs["strict"].stderr
+    assert "1 place(s) not checked" in outputs["strict"].stderr
     allowed = json.loads(outputs["allowed"].stdout)
     found = keys(allowed)
     taken = {k for k in seeded.planted if k[0] == "SS003" and k[1] == "CronJob"}

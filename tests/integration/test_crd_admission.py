@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from harness import scenario
 from harness.devenv import DevEnv
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("crds")]
@@ -137,7 +138,7 @@ def test_valid_resources_are_accepted(env: DevEnv, namespace: str, doc: dict[str
     result = apply(env, namespace, doc)
     assert result.returncode == 0, result.stderr
     if doc["kind"] == "ClusterSecretStore":
-        env.kubectl("delete", "clustersecretstore", doc["metadata"]["name"])
+        env.kubectl("delete", scenario.CLUSTER_SECRET_STORES, doc["metadata"]["name"])
 
 
 INVALID = {
@@ -279,5 +280,7 @@ def test_invalid_resources_are_refused_with_a_message_naming_the_field(
     assert result.returncode != 0, f"{case} was accepted"
     assert message in result.stderr, result.stderr
     if doc["kind"] != "ClusterSecretStore":
-        listed = env.kubectl("get", doc["kind"].lower(), "-n", namespace, "-o", "name").stdout
+        listed = env.kubectl(
+            "get", scenario.RESOURCES[doc["kind"]], "-n", namespace, "-o", "name"
+        ).stdout
         assert listed == "", "the refused object was stored anyway"

@@ -251,7 +251,7 @@ def test_a_secretsync_syncs_end_to_end_with_only_the_charts_rbac(
                 what="the Created Event of SecretSync db",
             )
     finally:
-        env.kubectl("delete", "clustersecretstore", cluster_store, "--ignore-not-found")
+        env.kubectl("delete", scenario.CLUSTER_SECRET_STORES, cluster_store, "--ignore-not-found")
     data = scenario.secret_data(api, team, "db")
     assert data == {"password": password.encode()}
     assert scenario.secret_data(api, team, "shared") == {"password": shared.encode()}
@@ -315,7 +315,7 @@ def test_statuses_follow_kstatus_and_argocd_health_reads_them(release: Release, 
         store = _store(env, "SecretStore", team, "vault")
         refused = _store(env, "SecretStore", team, "broken")
         shared = _store(env, "ClusterSecretStore", "", cluster_store)
-    env.kubectl("delete", "clustersecretstore", cluster_store)
+    env.kubectl("delete", scenario.CLUSTER_SECRET_STORES, cluster_store)
     # Stopped: a new SecretSync gets no status, and a spec change is not yet observed.
     scenario.apply(env, delivery.secret_sync(team, "fresh", f"{team}/db"))
     edited = delivery.secret_sync(team, "synced", f"{team}/db")

@@ -182,7 +182,7 @@ def test_namespaced_operator_syncs_its_namespaces_and_ignores_others(
         )
         scenario.wait_for_reason(api, a, "issued", "Synced")
         assert len(leasesetup.database_leases(env, a)) == 1
-        env.kubectl("delete", "secretsync", "-n", a, "issued")
+        env.kubectl("delete", scenario.SECRET_SYNCS, "-n", a, "issued")
         kube.eventually(
             lambda: scenario.secret(api, a, "secretsync-lease-issued") is None,
             timeout=20,

@@ -192,7 +192,7 @@ def test_deleting_the_secretsync_revokes_its_lease(
     assert login(env, data) is not None
     assert len(leasesetup.database_leases(env, team)) == 1
     assert scenario.secret(api, team, "secretsync-lease-db") is not None
-    env.kubectl("delete", "secretsync", "-n", team, "db")
+    env.kubectl("delete", scenario.SECRET_SYNCS, "-n", team, "db")
     kube.eventually(lambda: login(env, data) is None, timeout=20, what="the login to be refused")
     assert leasesetup.database_leases(env, team) == []
     kube.eventually(

@@ -321,7 +321,7 @@ def test_cluster_store_authenticates_as_each_namespace_and_honours_its_condition
         finally:
             kubernetes.client.CoreV1Api(api).delete_namespace(other)
     finally:
-        env.kubectl("delete", "clustersecretstore", store_name)
+        env.kubectl("delete", scenario.CLUSTER_SECRET_STORES, store_name)
 
 
 def test_changing_the_creation_policy_never_takes_over_or_keeps_a_wrong_owner(

@@ -89,3 +89,21 @@ def test_push_replaces_the_jobs_group_on_the_gateway(gateway: str) -> None:
         ]
         == 2
     )
+
+
+def test_the_dashboards_queries_use_only_metrics_the_audit_pushes() -> None:
+    import json
+    import re
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "docs" / "dashboards" / "secretsync-audit.json"
+    dashboard = json.loads(path.read_text())
+    pushed = {family.name for family in metrics.registry_of(REPORT).collect()}
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"secretsync_audit_\w+", target["expr"])
+    }
+    assert queried
+    assert queried <= pushed, queried - pushed

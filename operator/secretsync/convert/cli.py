@@ -2,7 +2,7 @@
 
 Exit codes: 0 converted without loss (or with --allow-lossy); 1 something was not
 converted faithfully (the report says what; nothing is written without --allow-lossy);
-2 the input could not be read or the cluster not listed.
+2 the input could not be read, the cluster not listed, or the output not written.
 """
 
 from __future__ import annotations
@@ -69,6 +69,15 @@ def _fail(message: str) -> int:
     return UNREADABLE
 
 
+def _write(path: str, text: str) -> bool:
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        _fail(f"{path}: cannot be written ({exc.strerror or type(exc).__name__})")
+        return False
+    return True
+
+
 def main(args: argparse.Namespace) -> int:
     """Run `secretsync convert`; the exit code."""
     if bool(args.paths) == bool(args.from_cluster):
@@ -77,23 +86,25 @@ def main(args: argparse.Namespace) -> int:
         return _fail("--namespace applies to --from-cluster only")
     if args.aws_endpoint and not args.aws_endpoint.startswith(("http://", "https://")):
         return _fail("--aws-endpoint must be an http(s) URL")
-    labels = None
+    labels = accounts = None
     try:
         if args.from_cluster:
             found = asyncio.run(_from_cluster(args.namespace))
-            docs, labels = found.documents, found.namespace_labels
+            docs, labels, accounts = found.documents, found.namespace_labels, found.service_accounts
         else:
             docs = read.load(args.paths, stdin=sys.stdin)
     except (ConfigError, KubeError) as exc:
         return _fail(str(exc))
-    result = manifests.convert(docs, aws_endpoint=args.aws_endpoint, namespace_labels=labels)
+    result = manifests.convert(
+        docs, aws_endpoint=args.aws_endpoint, namespace_labels=labels, service_accounts=accounts
+    )
     out = result.manifests
     if args.from_cluster and args.namespace:
         out = [m for m in out if m["metadata"].get("namespace") in (None, *args.namespace)]
     report = result.report
     sys.stderr.write(report.text())
-    if args.report:
-        Path(args.report).write_text(report.dumps(), encoding="utf-8")
+    if args.report and not _write(args.report, report.dumps()):
+        return UNREADABLE
     if report.lossy and not args.allow_lossy:
         sys.stderr.write(
             "secretsync convert: nothing written: some fields did not convert faithfully "
@@ -102,7 +113,8 @@ def main(args: argparse.Namespace) -> int:
         return LOSSY
     text = yaml.safe_dump_all(out, sort_keys=False, allow_unicode=True) if out else ""
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        if not _write(args.output, text):
+            return UNREADABLE
     else:
         sys.stdout.write(text)
     return OK

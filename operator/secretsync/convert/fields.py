@@ -8,11 +8,16 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from secretsync.convert.report import ObjectReport
+from secretsync.errors import ConfigError
+from secretsync.models import duration as durations
 
-DURATION = re.compile(r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$")  # the CRDs' pattern
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$")
 SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 HTTP_URL = re.compile(r"^https?://")
+
+
+class Unconvertible(Exception):  # noqa: N818 - control flow inside the converters
+    """The object cannot be converted; the report already says why."""
 
 
 def obj(value: Any) -> Mapping[str, Any]:
@@ -66,4 +71,8 @@ def duration(value: Any) -> str | None:
     got = text(value)
     if got is None:
         return None
-    return got if DURATION.match(got) else None
+    try:
+        durations.parse(got, field="")
+    except ConfigError:
+        return None
+    return got

@@ -18,6 +18,8 @@ from secretsync.errors import ConfigError
 
 SUFFIXES = (".yaml", ".yml", ".json")
 STDIN = "-"
+GROUP = "external-secrets.io"  # ESO's API group
+VERSIONS = ("v1", "v1beta1")  # the versions converted (and, in order, read from a cluster)
 
 
 class InputError(ConfigError):
@@ -60,6 +62,12 @@ class Document:
     def namespace(self) -> str | None:
         ns = self.metadata.get("namespace")
         return str(ns) if ns else None
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text: byte {exc.start} cannot be decoded"
+    return getattr(exc, "strerror", None) or type(exc).__name__
 
 
 def _files(path: Path) -> Iterator[Path]:
@@ -107,12 +115,16 @@ def load(paths: Iterable[str], *, stdin: IO[str]) -> list[Document]:
     docs: list[Document] = []
     for arg in paths:
         if arg == STDIN:
-            docs.extend(parse(stdin.read(), name=STDIN))
+            try:
+                text = stdin.read()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise InputError(f"{STDIN} (stdin): cannot be read ({_why(exc)})") from None
+            docs.extend(parse(text, name=STDIN))
             continue
         for path in _files(Path(arg)):
             try:
                 text = path.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
-                raise InputError(f"{path}: cannot be read ({type(exc).__name__})") from None
+                raise InputError(f"{path}: cannot be read ({_why(exc)})") from None
             docs.extend(parse(text, name=str(path)))
     return docs

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 Severity = Literal["lossy", "note"]
+NOT_ESO = "(not ESO)"  # the kind reported for a document that is not an ESO object
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -79,7 +80,7 @@ class Report:
         return any(o.lossy for o in self.objects)
 
     def summary(self) -> dict[str, int]:
-        eso = [o for o in self.objects if o.kind != "(not ESO)"]
+        eso = [o for o in self.objects if o.kind != NOT_ESO]
         return {
             "read": len(eso),
             "converted": sum(o.converted for o in eso),

@@ -37,7 +37,7 @@ from secretsync.engine.eventsources import EventSources
 from secretsync.engine.leases import LeaseJob, LeaseKeeper
 from secretsync.engine.outcomes import Outcome, failed
 from secretsync.engine.runner import DELETED, Runner, SyncJob
-from secretsync.engine.writer import OWNER_ANNOTATION
+from secretsync.engine.writer import ADOPT_ANNOTATION, ADOPT_ESO, OWNER_ANNOTATION
 from secretsync.errors import ConfigError, KubeError, SecretSyncError
 from secretsync.kube import Kube
 from secretsync.metrics import Metrics
@@ -76,6 +76,7 @@ class SyncEntry:
     spec_error: str | None
     status: Status
     force: str | None
+    adopt: bool = False  # may take over an ExternalSecret's Secret (writer.ADOPT_ANNOTATION)
     due: float | None = None
     failures: int = 0
     running: bool = False
@@ -117,6 +118,7 @@ def parse_sync(body: Mapping[str, Any]) -> SyncEntry:
         spec_error=error,
         status=status,
         force=(meta.get("annotations") or {}).get(FORCE_SYNC),
+        adopt=(meta.get("annotations") or {}).get(ADOPT_ANNOTATION) == ADOPT_ESO,
         # What the Secret should hold, as last written: its ADDED event at start-up is
         # then not mistaken for drift.
         expected_hash=status.data_hash,
@@ -686,6 +688,7 @@ class Engine:
                     and s.trigger is None
                     and not s.force,
                     verify=s.verify,
+                    adopt=s.adopt,
                 )
                 for s in runnable
                 if s.spec is not None

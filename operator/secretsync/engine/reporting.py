@@ -21,7 +21,7 @@ from secretsync.models import status as st
 from secretsync.models.base import share
 from secretsync.models.status import Condition, Status
 
-CHANGES = {"created": "Created", "updated": "Updated", "deleted": "Deleted"}
+CHANGES = {"created": "Created", "updated": "Updated", "adopted": "Adopted", "deleted": "Deleted"}
 RETRY_START = 1.0  # seconds before the first retry of a failed status write
 RETRY_CAP = 30.0
 

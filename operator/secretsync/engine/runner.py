@@ -62,6 +62,7 @@ class SyncJob:
     first: bool = False
     # Read the target Secret rather than trust the watch's last word on it.
     verify: bool = True
+    adopt: bool = False  # may take over an ExternalSecret's Secret (writer.ADOPT_ANNOTATION)
 
     @property
     def id(self) -> str:
@@ -501,7 +502,7 @@ class Runner:
         finally:
             self._record_reads(store, session, job, reads)
         target = writer.SyncTarget(
-            namespace=job.namespace, name=job.name, uid=job.uid, target=spec.target
+            namespace=job.namespace, name=job.name, uid=job.uid, target=spec.target, adopt=job.adopt
         )
         if error is not None:
             gone = bool(reads) and all(isinstance(r, SecretNotFoundError) for _, r in reads)

@@ -18,7 +18,14 @@ OWNER_ANNOTATION = "secretsync.io/secretsync"  # on Secrets the SecretSync manag
 # above, so that switching the policy from Merge never makes that Secret "ours".
 MERGE_ANNOTATION = "secretsync.io/merged-by"
 
-WriteOutcome = Literal["created", "updated", "unchanged", "deleted"]
+# On a SecretSync: it may take over the Secret an External Secrets Operator
+# ExternalSecret of the same name controls (`secretsync convert` sets it): the move from
+# ESO without a moment without the Secret (docs/convert.md).
+ADOPT_ANNOTATION = "secretsync.io/adopt"
+ADOPT_ESO = "external-secrets.io/ExternalSecret"
+ESO_GROUP = "external-secrets.io"
+
+WriteOutcome = Literal["created", "updated", "unchanged", "adopted", "deleted"]
 CONFLICT_RETRIES = 3
 
 
@@ -30,6 +37,7 @@ class SyncTarget:
     name: str  # the SecretSync's name
     uid: str
     target: Target
+    adopt: bool = False  # the SecretSync's ADOPT_ANNOTATION names ADOPT_ESO
 
     @property
     def secret_name(self) -> str:
@@ -102,6 +110,9 @@ async def _write_once(kube: Kube, t: SyncTarget, data: Mapping[str, bytes]) -> W
     if existing is None:
         await _create(kube, t, data)
         return "created"
+    if not _ours(t, existing) and _adoptable(t, existing):
+        await _adopt(kube, t, existing, data)
+        return "adopted"
     if not _ours(t, existing):
         raise ConfigError(
             f"spec.target.name: Secret {t.namespace}/{t.secret_name} already exists and is not "
@@ -144,6 +155,34 @@ async def _write_once(kube: Kube, t: SyncTarget, data: Mapping[str, bytes]) -> W
         owner=owner,
     )
     return "updated"
+
+
+def _adoptable(t: SyncTarget, existing: SecretObject) -> bool:
+    """A Secret an ExternalSecret of this SecretSync's name controls, when the SecretSync
+    asks to take it over; its type must be the one asked for."""
+    if not t.adopt or existing.controller is None or existing.type != t.target.type:
+        return False
+    api_version, kind, name = existing.controller
+    return api_version.split("/")[0] == ESO_GROUP and kind == "ExternalSecret" and name == t.name
+
+
+async def _adopt(
+    kube: Kube, t: SyncTarget, existing: SecretObject, data: Mapping[str, bytes]
+) -> None:
+    """Take the Secret over in one conditional patch: our data, labels, annotations and
+    ownerReference replace the ExternalSecret's, so that deleting the ExternalSecret later
+    no longer deletes the Secret, and ESO, still running, finds it not its own and leaves
+    it alone."""
+    removed: dict[str, bytes | None] = {k: None for k in existing.data if k not in data}
+    await kube.patch_secret(
+        namespace=t.namespace,
+        name=t.secret_name,
+        data={**removed, **data},
+        labels=_labels(t),
+        annotations=_annotations(t),
+        resource_version=existing.resource_version,
+        owner=_owner(t),
+    )
 
 
 async def _create(kube: Kube, t: SyncTarget, data: Mapping[str, bytes]) -> None:

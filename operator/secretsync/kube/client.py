@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import datetime
 import functools
+import json
 import os
 import threading
 import time
@@ -64,6 +65,8 @@ class SecretObject:
     owner_uids: tuple[str, ...]
     immutable: bool
     resource_version: str
+    # The controller's (apiVersion, kind, name), if another object controls the Secret.
+    controller: tuple[str, str, str] | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -231,6 +234,14 @@ class Kube(LeaseApi):
             owner_uids=tuple(o.uid for o in meta.owner_references or ()),
             immutable=bool(raw.immutable),
             resource_version=meta.resource_version or "",
+            controller=next(
+                (
+                    (o.api_version, o.kind, o.name)
+                    for o in meta.owner_references or ()
+                    if o.controller
+                ),
+                None,
+            ),
         )
 
     async def secret_value(self, namespace: str, name: str, key: str) -> bytes:
@@ -369,6 +380,30 @@ class Kube(LeaseApi):
             else datetime.datetime.now(datetime.UTC).timestamp() + seconds
         )
         return str(status.token), expires
+
+    async def get_json(
+        self, what: str, path: str, query: list[tuple[str, str | int]], accept: str
+    ) -> dict[str, Any]:
+        """A GET of an API path as plain JSON (kube/inventory.py's lists), without building
+        the typed client's model objects."""
+        api = self._api
+
+        def call(_request_timeout: float | None = None) -> dict[str, Any]:
+            method, url, headers, body, post = api.param_serialize(
+                "GET", path, query_params=query, header_params={"Accept": accept},
+                auth_settings=["BearerToken"],
+            )  # fmt: skip
+            response = api.call_api(
+                method, url, headers, body, post, _request_timeout=_request_timeout
+            )
+            response.read()
+            if not 200 <= response.status < 300:
+                # The error the typed calls raise, so that _send maps it (403, 404...).
+                raise ApiException(http_resp=response)
+            page: dict[str, Any] = json.loads(response.data)
+            return page
+
+        return await self._call(what, call)
 
     async def namespace_labels(self, name: str) -> dict[str, str]:
         raw: Any = await self._call(f"read Namespace {name}", self._core.read_namespace, name)

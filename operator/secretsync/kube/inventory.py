@@ -9,10 +9,7 @@ RBAC cannot grant a list without it.
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any
-
-from kubernetes.client.exceptions import ApiException
 
 from secretsync.errors import KubeError
 from secretsync.kube.client import GROUP, PLURALS, VERSION, Kube
@@ -42,9 +39,11 @@ NAMESPACES = Collection(kind="Namespace", group_version="v1", plural="namespaces
 PODS = Collection(kind="Pod", group_version="v1", plural="pods")
 CONFIG_MAPS = Collection(kind="ConfigMap", group_version="v1", plural="configmaps")
 SECRETS = Collection(kind="Secret", group_version="v1", plural="secrets")
+SERVICE_ACCOUNTS = Collection(kind="ServiceAccount", group_version="v1", plural="serviceaccounts")
 DEPLOYMENTS = Collection(kind="Deployment", group_version="apps/v1", plural="deployments")
 STATEFUL_SETS = Collection(kind="StatefulSet", group_version="apps/v1", plural="statefulsets")
 DAEMON_SETS = Collection(kind="DaemonSet", group_version="apps/v1", plural="daemonsets")
+REPLICA_SETS = Collection(kind="ReplicaSet", group_version="apps/v1", plural="replicasets")
 JOBS = Collection(kind="Job", group_version="batch/v1", plural="jobs")
 CRON_JOBS = Collection(kind="CronJob", group_version="batch/v1", plural="cronjobs")
 SECRET_SYNCS = Collection(
@@ -87,8 +86,7 @@ async def list_all(
             query.append(("continue", token))
         if field_selector:
             query.append(("fieldSelector", field_selector))
-        page = await _get_json(
-            kube,
+        page = await kube.get_json(
             f"list {collection.kind}s" + (f" in {namespace}" if namespace else ""),
             collection.path(namespace),
             query,
@@ -98,27 +96,3 @@ async def list_all(
         token = (page.get("metadata") or {}).get("continue") or ""
         if not token:
             return items
-
-
-async def _get_json(
-    kube: Kube, what: str, path: str, query: list[tuple[str, str | int]], accept: str
-) -> dict[str, Any]:
-    api = kube._api
-
-    def call(_request_timeout: float | None = None) -> dict[str, Any]:
-        method, url, headers, body, post = api.param_serialize(
-            "GET",
-            path,
-            query_params=query,
-            header_params={"Accept": accept},
-            auth_settings=["BearerToken"],
-        )
-        response = api.call_api(method, url, headers, body, post, _request_timeout=_request_timeout)
-        response.read()
-        if not 200 <= response.status < 300:
-            # The same error the typed calls raise, so that _send maps it (403, 404...).
-            raise ApiException(http_resp=response)
-        page: dict[str, Any] = json.loads(response.data)
-        return page
-
-    return await kube._call(what, call)

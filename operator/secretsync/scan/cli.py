@@ -17,7 +17,8 @@ from secretsync.scan.report import FORMATS, Report
 from secretsync.scan.run import Options, audit
 
 EXIT_FOUND = 1  # a finding at or above --fail-on
-EXIT_ERROR = 2  # the audit could not run (bad arguments, no cluster)
+EXIT_ERROR = 2  # the audit could not run (bad arguments, no cluster), or its push failed
+EXIT_PARTIAL = 3  # --strict: some places could not be checked
 
 
 def add_parser(commands: Any) -> None:
@@ -60,6 +61,12 @@ def add_parser(commands: Any) -> None:
         help="a SecretSync not Ready for longer is reported (SS008; default: 1h)",
     )
     parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 3 when some place could not be checked (a refused listing, a provider "
+        "that would not answer), after --fail-on's verdict",
+    )
+    parser.add_argument(
         "--no-remote",
         action="store_true",
         help="skip SS006, which asks each provider as each store's identity",
@@ -84,16 +91,27 @@ def main(args: argparse.Namespace) -> int:
             allowed=tuple(allow.load(args.allow)) if args.allow else (),
         )
         report = asyncio.run(_audit(options))
-        if args.pushgateway:
-            metrics.push(report, args.pushgateway)
     except (SecretSyncError, ValueError, OSError) as exc:
-        print(f"secretsync audit: {exc}", file=sys.stderr)  # noqa: T201 - the CLI's own error
-        return EXIT_ERROR
+        return _error(f"secretsync audit: {exc}")
+    # The report first: a push that fails must not lose it (a CronJob's log keeps it).
     sys.stdout.write(FORMATS[args.output](report))
+    sys.stdout.flush()
+    if args.pushgateway:
+        try:
+            metrics.push(report, args.pushgateway)
+        except OSError as exc:
+            return _error(f"secretsync audit: pushing to {args.pushgateway} failed: {exc}")
     worst = report.worst()
     if args.fail_on and worst is not None and worst >= Severity.parse(args.fail_on):
         return EXIT_FOUND
+    if args.strict and report.notes:
+        return _error(f"secretsync audit: {len(report.notes)} place(s) not checked", EXIT_PARTIAL)
     return 0
+
+
+def _error(message: str, code: int = EXIT_ERROR) -> int:
+    sys.stderr.write(message + "\n")
+    return code
 
 
 async def _audit(options: Options) -> Report:

@@ -6,15 +6,21 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from secretsync.models import timestamps
 from secretsync.scan import literals
 from secretsync.scan.model import HAND_MADE_SECRET, LITERAL_IN_CONFIG_MAP, Finding
 from secretsync.scan.workloads import ref_of
 
-# Labels and annotations by which a manager marks the Secrets it writes. Any
-# `app.kubernetes.io/managed-by` counts (secretsync, Helm, an operator that sets it).
+# How a manager marks the Secrets it writes: `app.kubernetes.io/managed-by` with one of
+# these values (any case), Helm's `owner: helm`, or a label key only a manager sets.
+MANAGERS = frozenset(
+    (
+        *("secretsync", "helm", "terraform", "pulumi", "crossplane", "cert-manager"),
+        *("external-secrets", "sealed-secrets", "vault-secrets-operator", "argocd"),
+        *("kustomize-controller", "helm-controller", "flux", "kubernetes-replicator"),
+    )
+)
 MANAGER_LABELS = (
-    "app.kubernetes.io/managed-by",
-    "owner",  # Helm's release Secrets (owner=helm), kept for Opaque look-alikes
     "reconcile.external-secrets.io/managed",
     "kustomize.toolkit.fluxcd.io/name",  # applied by Flux from Git (SOPS-decrypted there)
     "argocd.argoproj.io/instance",
@@ -50,11 +56,11 @@ def hand_made(obj: Mapping[str, Any], *, now: float | None = None) -> Iterator[F
         return
     labels = meta.get("labels") or {}
     annotations = meta.get("annotations") or {}
-    if any(label in labels for label in MANAGER_LABELS):
+    if managed(labels, annotations):
         return
-    if any(note in annotations for note in MANAGER_ANNOTATIONS):
-        return
-    if meta.get("name") == "secretsync-state":
+    if meta.get("name") == "secretsync-state" and labels.get("app.kubernetes.io/name") == (
+        "secretsync"
+    ):
         return  # the operator's own HMAC key (lease state Secrets have a type of their own)
     created = meta.get("creationTimestamp")
     age = _age_days(created, now) if isinstance(created, str) else None
@@ -66,9 +72,17 @@ def hand_made(obj: Mapping[str, Any], *, now: float | None = None) -> Iterator[F
     )
 
 
+def managed(labels: Mapping[str, str], annotations: Mapping[str, str]) -> bool:
+    """Whether a known manager's label or annotation marks the Secret."""
+    if str(labels.get("app.kubernetes.io/managed-by", "")).lower() in MANAGERS:
+        return True
+    if labels.get("owner") == "helm" or any(label in labels for label in MANAGER_LABELS):
+        return True
+    return any(note in annotations for note in MANAGER_ANNOTATIONS)
+
+
 def _age_days(stamp: str, now: float | None) -> int | None:
-    try:
-        created = time.mktime(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
-    except ValueError:
+    created = timestamps.epoch(stamp)
+    if created is None:
         return None
     return int(((now if now is not None else time.time()) - created) // 86400)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Iterator, Sequence
 
 from detect_secrets.core import scan
@@ -18,6 +19,18 @@ from detect_secrets.settings import default_settings
 
 # Public IPv4 addresses are configuration, not credentials: every Service URL would match.
 DISABLED = ("IPPublicDetector",)
+KEYWORD = "Secret Keyword"
+# A keyword hit on one of these is a setting about secrets (`REQUIRE_PASSWORD: "false"`,
+# `PASSWORD_POLICY: strong`), not a secret.
+SETTINGS = frozenset(
+    (
+        *("true", "false", "yes", "no", "on", "off", "enabled", "disabled", "enable"),
+        *("disable", "required", "optional", "none", "null", "auto", "always", "never"),
+        *("strong", "weak"),
+    )
+)
+# `KEY=value` lines of a dotenv file (`export` allowed), scanned as the assignments they are.
+DOTENV_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.]*)\s*=\s*(.*?)\s*$")
 
 
 @contextlib.contextmanager
@@ -43,7 +56,14 @@ def in_lines(lines: Sequence[str], filename: str) -> list[str]:
 
 def in_assignment(name: str, value: str) -> list[str]:
     """Detectors that fire on `name: "value"`, as a manifest would spell it."""
-    return in_lines([f"{name}: {json.dumps(value)}"], "manifest.yaml")
+    found = in_lines([f"{name}: {json.dumps(value)}"], "manifest.yaml")
+    if found == [KEYWORD] and _setting(value):
+        return []
+    return found
+
+
+def _setting(value: str) -> bool:
+    return value.strip().lower() in SETTINGS or (value.isdigit() and len(value) <= 3)
 
 
 def in_argument(value: str) -> list[str]:
@@ -54,7 +74,19 @@ def in_argument(value: str) -> list[str]:
 
 def in_file(name: str, text: str) -> list[str]:
     """Detectors that fire on a file's text (a ConfigMap key named like a file); a
-    value without a file name is scanned as an assignment to its key."""
-    if "." not in name and "\n" not in text.strip():
+    value without a file name is scanned as an assignment to its key, and a dotenv file
+    (`.env`, `app.env`, or no extension with `KEY=value` lines) line by line as
+    assignments, which detect-secrets' own rules for unknown files would miss."""
+    lines = text.splitlines()
+    if "." not in name and len(lines) <= 1:
         return in_assignment(name, text)
-    return in_lines(text.splitlines(), name)
+    pairs = [m.groups() for m in map(DOTENV_LINE.match, lines) if m]
+    if name.endswith(".env") or ("." not in name and pairs):
+        return sorted({d for key, value in pairs for d in in_assignment(key, _unquoted(value))})
+    return in_lines(lines, name)
+
+
+def _unquoted(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value

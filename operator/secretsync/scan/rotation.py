@@ -18,7 +18,7 @@ from secretsync.models.store import StoreSpec
 from secretsync.providers import registry
 from secretsync.providers.base import MetadataReader, RemoteMetadata
 from secretsync.scan.model import NOT_ROTATED, Finding, Note
-from secretsync.scan.syncs import RemoteUse, SyncView, remote_uses
+from secretsync.scan.secretsyncs import RemoteUse, SyncView, remote_uses
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -44,6 +44,11 @@ async def check(
     notes: list[Note] = []
     for (store_key, namespace), uses in sorted(groups.items()):
         store, spec = store_of[store_key]
+        if _ambient(spec):
+            # The operator's own identity (its Pod's): the audit has another one.
+            reason = "no auth: it logs in as the operator itself, which the audit cannot"
+            notes.append(Note(check=NOT_ROTATED.id, where=store_key, reason=reason))
+            continue
         try:
             plan = plan_login(
                 spec, store_namespace=store.namespace or None, sync_namespace=namespace
@@ -100,3 +105,10 @@ def _stale(meta: RemoteMetadata, *, max_age: float, now: float) -> str | None:
 def _note(where: str, exc: Exception) -> Note:
     # The operator's errors name objects and operations, never values.
     return Note(check=NOT_ROTATED.id, where=where, reason=str(exc) or type(exc).__name__)
+
+
+def _ambient(spec: StoreSpec) -> bool:
+    aws = spec.provider.aws
+    return aws is not None and (
+        aws.auth is None or (aws.auth.service_account is None and aws.auth.secret_ref is None)
+    )

@@ -12,7 +12,7 @@ from typing import Any
 from secretsync.errors import KubeError
 from secretsync.kube import Kube
 from secretsync.kube import inventory as inv
-from secretsync.scan import allow, configs, literals, rotation, syncs, workloads
+from secretsync.scan import allow, configs, literals, rotation, secretsyncs, workloads
 from secretsync.scan.model import (
     FAILING_SYNC,
     HAND_MADE_SECRET,
@@ -32,6 +32,7 @@ WORKLOADS = (
     inv.DEPLOYMENTS,
     inv.STATEFUL_SETS,
     inv.DAEMON_SETS,
+    inv.REPLICA_SETS,
     inv.JOBS,
     inv.CRON_JOBS,
 )
@@ -90,23 +91,30 @@ async def audit(kube: Kube, options: Options) -> Report:
         findings += configs.hand_made(obj)
 
     sync_checks = [SHARED_ACROSS_ENVIRONMENTS.id, NOT_ROTATED.id, FAILING_SYNC.id]
-    stores = syncs.stores_of(
+    stores = secretsyncs.stores_of(
         await lister.items(inv.SECRET_STORES, [STATIC_CREDENTIALS.id, *sync_checks]),
         await lister.items(inv.CLUSTER_SECRET_STORES, [STATIC_CREDENTIALS.id, *sync_checks]),
     )
-    views = syncs.views(await lister.items(inv.SECRET_SYNCS, sync_checks), stores)
-    findings += syncs.static_credentials(stores)
+    views = secretsyncs.views(await lister.items(inv.SECRET_SYNCS, sync_checks), stores)
+    findings += secretsyncs.static_credentials(stores)
+    lister.notes += [
+        n
+        for n in secretsyncs.unchecked(views, stores)
+        if options.remote or n.check != NOT_ROTATED.id  # with --no-remote, SS006 never ran
+    ]
     now = time.time()
-    findings += syncs.failing(views, longer_than=options.failing_for, now=now)
+    findings += secretsyncs.failing(views, longer_than=options.failing_for, now=now)
     labels = await _namespace_labels(kube, lister, options.namespaces)
-    findings += syncs.shared_across_environments(views, labels, options.environment_label)
+    findings += secretsyncs.shared_across_environments(views, labels, options.environment_label)
     notes = lister.notes
     if options.remote:
         rotated = await rotation.check(kube, views, max_age=options.rotation_max_age, now=now)
         findings += rotated.findings
         notes += rotated.notes
-    kept, covered = allow.split(findings, options.allowed)
-    return Report(findings=kept, notes=notes, allowed=len(covered), scanned=lister.scanned)
+    kept, covered = allow.split(sorted(set(findings)), options.allowed)
+    return Report(
+        findings=kept, notes=sorted(set(notes)), allowed=len(covered), scanned=lister.scanned
+    )
 
 
 async def _namespace_labels(

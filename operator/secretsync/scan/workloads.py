@@ -18,21 +18,31 @@ from secretsync.scan.model import LITERAL_IN_WORKLOAD, SECRET_IN_ENV, Finding, O
 POD_SPEC_PATHS: Mapping[str, tuple[str, ...]] = {
     "Pod": ("spec",),
     "Deployment": ("spec", "template", "spec"),
+    "ReplicaSet": ("spec", "template", "spec"),
     "StatefulSet": ("spec", "template", "spec"),
     "DaemonSet": ("spec", "template", "spec"),
     "Job": ("spec", "template", "spec"),
     "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
 }
 CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
+# The controllers whose Pod template the object was made from, by the object's kind.
+TEMPLATE_OWNERS: Mapping[str, tuple[str, ...]] = {
+    "Pod": ("ReplicaSet", "StatefulSet", "DaemonSet", "Job"),
+    "ReplicaSet": ("Deployment",),
+    "Job": ("CronJob",),
+}
 # A keyword hit on a variable that names something (a Secret's name, a file) is not a
 # secret: `DB_SECRET_NAME: db-credentials`, `PASSWORD_FILE: /run/secrets/db`.
 NAMING_SUFFIXES = ("_NAME", "_FILE", "_PATH", "_DIR", "_REF")
 
 
-def controlled(obj: Mapping[str, Any]) -> bool:
-    """Whether a controller made the object (it is reported at its controller)."""
+def controlled(kind: str, obj: Mapping[str, Any]) -> bool:
+    """Whether a controller the audit also lists made the object from its own template
+    (then the problem is reported, and fixed, there). Objects other controllers made (an
+    operator's Deployment, a CI system's Pods) are scanned themselves."""
     owners = (obj.get("metadata") or {}).get("ownerReferences") or []
-    return any(o.get("controller") for o in owners)
+    makers = TEMPLATE_OWNERS.get(kind, ())
+    return any(o.get("controller") and o.get("kind") in makers for o in owners)
 
 
 def ref_of(kind: str, obj: Mapping[str, Any]) -> ObjectRef:
@@ -49,7 +59,7 @@ def pod_spec(kind: str, obj: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def check(kind: str, obj: Mapping[str, Any]) -> Iterator[Finding]:
     """Every SS001 and SS003 finding of one workload (call inside literals.detectors())."""
-    if controlled(obj):
+    if controlled(kind, obj):
         return
     ref = ref_of(kind, obj)
     spec = pod_spec(kind, obj)
@@ -68,14 +78,24 @@ def _literals(ref: ObjectRef, where: str, container: Mapping[str, Any]) -> Itera
             continue
         name = str(env.get("name", ""))
         found = literals.in_assignment(name, value)
-        if found == ["Secret Keyword"] and name.upper().endswith(NAMING_SUFFIXES):
+        if found == [literals.KEYWORD] and name.upper().endswith(NAMING_SUFFIXES):
             continue
         if found:
             yield _literal(ref, f"{where}.env[{name}].value", found)
     for field in ("command", "args"):
-        for index, word in enumerate(container.get(field) or []):
-            if isinstance(word, str) and (found := literals.in_argument(word)):
-                yield _literal(ref, f"{where}.{field}[{index}]", found)
+        words = [w if isinstance(w, str) else "" for w in container.get(field) or []]
+        for index, word in enumerate(words):
+            found, at = literals.in_argument(word), index
+            following = words[index + 1] if index + 1 < len(words) else ""
+            if not found and _flag(word) and following and not following.startswith("-"):
+                # `--db-password hunter2`: the flag names the next word, where the fix is.
+                found, at = literals.in_argument(f"{word}={following}"), index + 1
+            if found:
+                yield _literal(ref, f"{where}.{field}[{at}]", found)
+
+
+def _flag(word: str) -> bool:
+    return word.startswith("-") and "=" not in word
 
 
 def _literal(ref: ObjectRef, field: str, detectors: list[str]) -> Finding:

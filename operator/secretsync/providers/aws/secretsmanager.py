@@ -312,18 +312,15 @@ class SecretsManager:
 
     async def metadata(self, ref: RemoteRef) -> RemoteMetadata:
         """DescribeSecret: whether rotation is on, and when the value last rotated (else
-        changed); no value is read."""
+        when the secret was made; LastChangedDate also moves with tags and descriptions,
+        which would hide a stale value); no value is read."""
         client = await self._api.client()
         described = await self._api.call(
             "DescribeSecret",
             functools.partial(client.describe_secret, SecretId=ref.key),
             key=ref.key,
         )
-        when = (
-            described.get("LastRotatedDate")
-            or described.get("LastChangedDate")
-            or described.get("CreatedDate")
-        )
+        when = described.get("LastRotatedDate") or described.get("CreatedDate")
         return RemoteMetadata(
             rotation_enabled=bool(described.get("RotationEnabled", False)),
             last_changed=when.timestamp() if when is not None else None,

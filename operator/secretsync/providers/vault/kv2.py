@@ -11,6 +11,7 @@ from secretsync.errors import (
     ProviderError,
     SecretNotFoundError,
 )
+from secretsync.models import timestamps
 from secretsync.models.remote import RemoteRef, RemoteValue
 from secretsync.providers.base import RemoteMetadata
 from secretsync.providers.vault.kv import KvClient, check_key, data_of, encode, gather_bounded
@@ -98,7 +99,7 @@ class KvV2Client(KvClient):
         if not isinstance(entry, Mapping) or not is_live(entry):
             raise SecretNotFoundError(f"vault: {path}: no live current version")
         created = entry.get("created_time")
-        when = _timestamp(created) if isinstance(created, str) else None
+        when = timestamps.epoch(created) if isinstance(created, str) else None
         return RemoteMetadata(rotation_enabled=None, last_changed=when)
 
     async def _versions(self, refs: Sequence[RemoteRef]) -> list[str | ProviderError]:
@@ -117,15 +118,3 @@ class KvV2Client(KvClient):
             # let the fetch report what it finds.
             live.append(key)
         return live
-
-
-def _timestamp(text: str) -> float | None:
-    """Vault's RFC 3339 times carry nanoseconds, which fromisoformat does not take."""
-    head, dot, rest = text.partition(".")
-    if dot:
-        zone = rest.lstrip("0123456789")
-        text = f"{head}.{rest[: len(rest) - len(zone)][:6]}{zone}"
-    try:
-        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import datetime
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -14,13 +13,16 @@ import pydantic
 
 from secretsync.engine.stores import StoreEntry, parse_store
 from secretsync.models import status as status_model
+from secretsync.models import timestamps
 from secretsync.models.store import StoreSpec
 from secretsync.models.sync import SecretSyncSpec, parse_spec
 from secretsync.scan.model import (
     FAILING_SYNC,
+    NOT_ROTATED,
     SHARED_ACROSS_ENVIRONMENTS,
     STATIC_CREDENTIALS,
     Finding,
+    Note,
     ObjectRef,
 )
 
@@ -82,6 +84,27 @@ def stores_of(
     ]
 
 
+def unchecked(syncs: Sequence[SyncView], stores: Sequence[StoreEntry]) -> Iterator[Note]:
+    """What SS005 to SS007 cannot see: unreadable specs, missing stores, keys a `find`
+    query chooses at sync time."""
+    remote = (SHARED_ACROSS_ENVIRONMENTS.id, NOT_ROTATED.id)
+    for store in stores:
+        if store.spec is None:
+            where = store.key
+            yield Note(check=STATIC_CREDENTIALS.id, where=where, reason="its spec is unreadable")
+    for sync in syncs:
+        where = str(sync.ref)
+        if sync.spec is None:
+            reason = "its spec is unreadable"
+        elif sync.store is None or sync.store.spec is None:
+            reason = f"its store {sync.spec.store_ref.kind} {sync.spec.store_ref.name} is missing"
+        elif any(source.find is not None for source in sync.spec.data_from):
+            reason = "dataFrom.find: the remote keys are chosen at sync time"
+        else:
+            continue
+        yield from (Note(check=check, where=where, reason=reason) for check in remote)
+
+
 def remote_uses(sync: SyncView) -> Iterator[RemoteUse]:
     """The remote keys a SecretSync reads by name (`find` queries and issued credentials
     name none)."""
@@ -98,12 +121,15 @@ def remote_uses(sync: SyncView) -> Iterator[RemoteUse]:
             )
 
 
-def remote_scope(spec: StoreSpec) -> str:
+def remote_scope(store: StoreEntry, spec: StoreSpec) -> str:
     """Where a key names one secret: the same key in another account, region, server or
-    mount is another secret."""
+    mount is another secret. The account is the last role's of the chain; a store that
+    assumes no role (static keys, ambient) is its own scope, its account being unknown."""
     aws, vault = spec.provider.aws, spec.provider.vault
     if aws is not None:
-        account = aws.role.split(":")[4] if aws.role and aws.role.count(":") >= 5 else "default"
+        chain = [r for r in (aws.role, *aws.additional_roles) if r]
+        arn = chain[-1].split(":") if chain else []
+        account = arn[4] if len(arn) >= 6 and arn[4] else f"of {store.key}"
         endpoint = f" {aws.endpoint}" if aws.endpoint else ""
         return f"aws {aws.service} {aws.region} account {account}{endpoint}"
     if vault is not None:
@@ -125,7 +151,7 @@ def shared_across_environments(
         if not environment:
             continue
         for use in remote_uses(sync):
-            users[(remote_scope(sync.store.spec), use.key)].append((use, environment))
+            users[(remote_scope(sync.store, sync.store.spec), use.key)].append((use, environment))
     for (scope, key), uses in sorted(users.items()):
         environments = sorted({env for _, env in uses})
         if len(environments) < 2:
@@ -174,7 +200,7 @@ def failing(syncs: Sequence[SyncView], *, longer_than: float, now: float) -> Ite
         ready = sync.status.ready()
         if ready is None or ready.status != "False" or not ready.last_transition_time:
             continue
-        since = _epoch(ready.last_transition_time)
+        since = timestamps.epoch(ready.last_transition_time)
         if since is None or now - since <= longer_than:
             continue
         yield Finding(
@@ -183,13 +209,6 @@ def failing(syncs: Sequence[SyncView], *, longer_than: float, now: float) -> Ite
             field="status.conditions[Ready]",
             evidence=f"not Ready for {_duration(now - since)}: {ready.reason}",
         )
-
-
-def _epoch(stamp: str) -> float | None:
-    try:
-        return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def _duration(seconds: float) -> str:
