@@ -3,9 +3,10 @@ tests/integration/test_audit.py runs them against a real apiserver and providers
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -344,3 +345,20 @@ def test_api_and_vault_times_parse_to_epoch_seconds() -> None:
     assert epoch("2026-01-01T01:00:00+01:00") == 1767225600
     assert epoch("2026-01-01T00:00:00") is None  # no zone
     assert epoch("not a time") is None
+
+
+def test_a_store_that_logs_in_as_the_operator_is_noted_not_asked() -> None:
+    ambient = {"service": "SecretsManager", "region": "eu-west-1"}
+    stores = secretsyncs.stores_of([], [store("", "ambient", ambient)])
+    body = sync("t", "a", "db")
+    body["spec"]["storeRef"] = {"name": "ambient", "kind": "ClusterSecretStore"}
+    views = secretsyncs.views([body], stores)
+
+    class NoKube:  # any call to the cluster would fail the test
+        def __getattr__(self, name: str) -> Any:
+            raise AssertionError(f"the audit called kube.{name}")
+
+    result = asyncio.run(rotation.check(cast(Any, NoKube()), views, max_age=1.0, now=1767225600.0))
+    assert result.findings == []
+    assert [(n.check, n.where) for n in result.notes] == [("SS006", "ClusterSecretStore/ambient")]
+    assert "logs in as the operator itself" in result.notes[0].reason

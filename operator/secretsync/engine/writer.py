@@ -111,7 +111,7 @@ async def _write_once(kube: Kube, t: SyncTarget, data: Mapping[str, bytes]) -> W
         await _create(kube, t, data)
         return "created"
     if not _ours(t, existing) and _adoptable(t, existing):
-        await _adopt(kube, t, existing, data)
+        await _replace(kube, t, existing, data)  # in place: never a moment without it
         return "adopted"
     if not _ours(t, existing):
         raise ConfigError(
@@ -144,16 +144,7 @@ async def _write_once(kube: Kube, t: SyncTarget, data: Mapping[str, bytes]) -> W
         except KubeError:
             await _create(kube, t, data)  # once more: the Secret is missing until it works
         return "updated"
-    removed: dict[str, bytes | None] = {k: None for k in existing.data if k not in data}
-    await kube.patch_secret(
-        namespace=t.namespace,
-        name=t.secret_name,
-        data={**removed, **data},
-        labels=_labels(t),
-        annotations=_annotations(t),
-        resource_version=existing.resource_version,
-        owner=owner,
-    )
+    await _replace(kube, t, existing, data)
     return "updated"
 
 
@@ -166,13 +157,12 @@ def _adoptable(t: SyncTarget, existing: SecretObject) -> bool:
     return api_version.split("/")[0] == ESO_GROUP and kind == "ExternalSecret" and name == t.name
 
 
-async def _adopt(
+async def _replace(
     kube: Kube, t: SyncTarget, existing: SecretObject, data: Mapping[str, bytes]
 ) -> None:
-    """Take the Secret over in one conditional patch: our data, labels, annotations and
-    ownerReference replace the ExternalSecret's, so that deleting the ExternalSecret later
-    no longer deletes the Secret, and ESO, still running, finds it not its own and leaves
-    it alone."""
+    """One conditional patch that makes the Secret ours whole: exactly our data, our labels,
+    annotations and ownerReference (an adopted Secret's ExternalSecret ownerReference goes,
+    so deleting the ExternalSecret later no longer deletes the Secret)."""
     removed: dict[str, bytes | None] = {k: None for k in existing.data if k not in data}
     await kube.patch_secret(
         namespace=t.namespace,

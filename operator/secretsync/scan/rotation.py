@@ -44,15 +44,15 @@ async def check(
     notes: list[Note] = []
     for (store_key, namespace), uses in sorted(groups.items()):
         store, spec = store_of[store_key]
-        if _ambient(spec):
-            # The operator's own identity (its Pod's): the audit has another one.
-            reason = "no auth: it logs in as the operator itself, which the audit cannot"
-            notes.append(Note(check=NOT_ROTATED.id, where=store_key, reason=reason))
-            continue
         try:
             plan = plan_login(
                 spec, store_namespace=store.namespace or None, sync_namespace=namespace
             )
+            if not plan.service_account and not plan.secrets:
+                # Ambient: the operator's own identity (its Pod's); the audit has another.
+                reason = "no auth: it logs in as the operator itself, which the audit cannot"
+                notes.append(Note(check=NOT_ROTATED.id, where=store_key, reason=reason))
+                continue
             described = await _describe(kube, spec, plan, uses)
         except (SecretSyncError, ValueError) as exc:
             notes.append(_note(f"{store_key} as namespace {namespace}", exc))
@@ -105,10 +105,3 @@ def _stale(meta: RemoteMetadata, *, max_age: float, now: float) -> str | None:
 def _note(where: str, exc: Exception) -> Note:
     # The operator's errors name objects and operations, never values.
     return Note(check=NOT_ROTATED.id, where=where, reason=str(exc) or type(exc).__name__)
-
-
-def _ambient(spec: StoreSpec) -> bool:
-    aws = spec.provider.aws
-    return aws is not None and (
-        aws.auth is None or (aws.auth.service_account is None and aws.auth.secret_ref is None)
-    )
