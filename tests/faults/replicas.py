@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
+import re
 import subprocess
 import time
 import urllib.request
@@ -56,6 +57,11 @@ class Replica:
 
     def active_metric(self) -> float | None:
         return self.metric("secretsync_active")
+
+    def shards_taken(self) -> set[int]:
+        """Every shard this replica took so far, as its log says ("sharding: took shard N")."""
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return {int(m) for m in re.findall(r"sharding: took shard (\d+)", text)}
 
     def reads(self) -> int:
         return len(delivery.audit_records(self.log)) if self.log.exists() else 0
