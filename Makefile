@@ -29,9 +29,14 @@ node-debs:
 flux-tools:
 	bash tools/flux/build.sh >/dev/null
 
+## sops-tools: build (or find cached) the sops CLI that encrypts every SOPS test fixture
+.PHONY: sops-tools
+sops-tools:
+	bash tools/sops/build.sh >/dev/null
+
 ## test: every test, against a local control plane, OpenBao and moto started for the run (and
 ## a node running the operator's image; the fault suite at CI size)
-test: setup tools flux-tools image
+test: setup tools flux-tools sops-tools image
 	$(PY) -m pytest
 
 ## faults: the fault suite at full size and length (about 30 minutes), then docs/reliability.md
@@ -42,6 +47,15 @@ faults: setup tools
 ## unit: the fast tests only
 unit: setup
 	$(PY) -m pytest tests/unit
+
+## plugin-example: the example provider plug-in (examples/plugins/secretsync-httpjson), installed
+## into the virtualenv (editable) and checked: its own tests, which run the conformance kit
+## (secretsync.testing) against its reference server, and mypy --strict over it
+.PHONY: plugin-example
+plugin-example: setup
+	$(PY) -m pip install --quiet --no-deps -e examples/plugins/secretsync-httpjson
+	cd examples/plugins/secretsync-httpjson && PYTHONPATH= $(CURDIR)/$(PY) -m pytest
+	cd examples/plugins/secretsync-httpjson && $(CURDIR)/$(VENV)/bin/mypy
 
 ## lint: ruff, formatting, mypy --strict, import-linter contracts, CRDs up to date
 lint: setup

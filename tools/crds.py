@@ -161,7 +161,21 @@ class Scope:
 
 
 def aws_provider(scope: Scope) -> Schema:
-    field = "spec.provider.aws"
+    schema = aws_identity(scope, "spec.provider.aws", "AWS Secrets Manager or SSM Parameter Store.")
+    schema["properties"] = {
+        "service": {
+            "type": "string",
+            "enum": ["SecretsManager", "ParameterStore"],
+            "description": "Which AWS service holds the secrets.",
+        },
+        **schema["properties"],
+    }
+    schema["required"] = ["service", *schema["required"]]
+    return schema
+
+
+def aws_identity(scope: Scope, field: str, description: str) -> Schema:
+    """Who the operator is in AWS (and where it calls), as `field`."""
     methods = ["serviceAccount", "secretRef"]
     auth_rules = [exactly_one(f"{field}.auth", methods, optional=not scope.namespaced)]
     auth = obj(
@@ -204,13 +218,8 @@ def aws_provider(scope: Scope) -> Schema:
         ],
     )
     return obj(
-        "AWS Secrets Manager or SSM Parameter Store.",
+        description,
         {
-            "service": {
-                "type": "string",
-                "enum": ["SecretsManager", "ParameterStore"],
-                "description": "Which AWS service holds the secrets.",
-            },
             "region": string("AWS region, e.g. eu-west-1.", max_length=32),
             "endpoint": string(
                 "Endpoint URL override (VPC endpoints, emulators).",
@@ -231,7 +240,7 @@ def aws_provider(scope: Scope) -> Schema:
             },
             "auth": auth,
         },
-        required=["service", "region", *(["auth"] if scope.namespaced else [])],
+        required=["region", *(["auth"] if scope.namespaced else [])],
         rules=[
             rule(
                 "!has(self.auth) || !has(self.auth.serviceAccount) || has(self.role)",
@@ -243,7 +252,23 @@ def aws_provider(scope: Scope) -> Schema:
 
 
 def vault_provider(scope: Scope) -> Schema:
-    field = "spec.provider.vault"
+    schema = vault_connection(
+        scope, "spec.provider.vault", "HashiCorp Vault or OpenBao, KV secrets engine."
+    )
+    schema["properties"] = {
+        **schema["properties"],
+        "path": string("Mount path of the KV engine. Default: secret.", max_length=253),
+        "version": {
+            "type": "string",
+            "enum": ["v1", "v2"],
+            "description": "KV engine version. Default: v2.",
+        },
+    }
+    return schema
+
+
+def vault_connection(scope: Scope, field: str, description: str) -> Schema:
+    """Which Vault, trusted how, logged in to as whom, as `field`."""
     mount = string("Mount path of the auth method.", max_length=253)
     auth = obj(
         "How the operator logs in to Vault.",
@@ -295,7 +320,7 @@ def vault_provider(scope: Scope) -> Schema:
             no_namespace(f"{field}.caRef", f"a {scope.kind} reads its CA from its own namespace")
         )
     return obj(
-        "HashiCorp Vault or OpenBao, KV secrets engine.",
+        description,
         {
             "server": string(
                 "Vault address.",
@@ -324,12 +349,6 @@ def vault_provider(scope: Scope) -> Schema:
             "namespace": string(
                 "Vault Enterprise namespace (not a Kubernetes one).", max_length=253
             ),
-            "path": string("Mount path of the KV engine. Default: secret.", max_length=253),
-            "version": {
-                "type": "string",
-                "enum": ["v1", "v2"],
-                "description": "KV engine version. Default: v2.",
-            },
             "auth": auth,
         },
         required=["server", "auth"],
@@ -342,12 +361,85 @@ def vault_provider(scope: Scope) -> Schema:
     )
 
 
+def sops_provider(scope: Scope) -> Schema:
+    field = "spec.provider.sops"
+    return obj(
+        "SOPS-encrypted documents (docs/providers/sops.md). A remote key names the document: "
+        "configmap/<name>/<key> or secret/<name>/<key> in the SecretSync's namespace, or "
+        "s3://<bucket>/<object> read as `aws`. Its data key is unwrapped with `age`, AWS KMS "
+        "(as `aws`) or Vault transit (as `vault`), whichever the document and the store share.",
+        {
+            "age": obj(
+                "age identities, for documents encrypted to age recipients.",
+                {
+                    "secretRef": scope.secret_ref(
+                        f"{field}.age.secretRef",
+                        "A Secret key holding an age key file (AGE-SECRET-KEY-1... lines).",
+                    )
+                },
+                required=["secretRef"],
+            ),
+            "aws": aws_identity(
+                scope,
+                f"{field}.aws",
+                "The AWS identity that decrypts with KMS and reads S3 documents.",
+            ),
+            "vault": vault_connection(
+                scope, f"{field}.vault", "The Vault (or OpenBao) login that decrypts with transit."
+            ),
+        },
+        rules=[
+            rule(
+                "has(self.age) || has(self.aws) || has(self.vault)",
+                f"{field}: set at least one of age, aws or vault (how data keys are unwrapped)",
+            ),
+            rule(
+                "!(has(self.aws) && has(self.vault))",
+                f"{field}: set at most one of aws or vault (a store logs in as one identity)",
+            ),
+        ],
+    )
+
+
+def plugin_provider(scope: Scope) -> Schema:
+    field = "spec.provider.plugin"
+    return obj(
+        "A provider installed as a Python package in the operator's image "
+        "(docs/providers/plugins.md).",
+        {
+            "name": string(
+                "The provider's entry-point name (group secretsync.providers).",
+                max_length=63,
+                pattern=r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$",
+                rules=[
+                    rule(
+                        "!(self in ['aws', 'vault', 'sops'])",
+                        f"{field}.name: aws, vault and sops are built in: use spec.provider.<name>",
+                    )
+                ],
+            ),
+            "serviceAccount": scope.service_account(f"{field}.serviceAccount", "<name>"),
+            "config": {
+                "type": "object",
+                "description": "The plug-in's own settings; it validates them.",
+                "x-kubernetes-preserve-unknown-fields": True,
+            },
+        },
+        required=["name"],
+    )
+
+
 def store_spec(scope: Scope) -> Schema:
     properties: Schema = {
         "provider": obj(
             "The secret manager and the identity used to read it.",
-            {"aws": aws_provider(scope), "vault": vault_provider(scope)},
-            rules=[exactly_one("spec.provider", ["aws", "vault"])],
+            {
+                "aws": aws_provider(scope),
+                "vault": vault_provider(scope),
+                "sops": sops_provider(scope),
+                "plugin": plugin_provider(scope),
+            },
+            rules=[exactly_one("spec.provider", ["aws", "vault", "sops", "plugin"])],
         ),
         "refreshBudget": obj(
             "Provider calls this store may make; syncs queue behind the budget.",

@@ -80,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="the name the replicas' shard Leases share (default: secretsync)",
     )
+    run.add_argument(
+        "--watch-sops-documents",
+        action="store_true",
+        help="watch ConfigMaps labelled secretsync.io/sops-document, so that a changed SOPS "
+        "document syncs at once (needs list and watch on ConfigMaps)",
+    )
     run.add_argument("--log-format", choices=("json", "text"), default="text")
     run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     scan_cli.add_parser(commands)

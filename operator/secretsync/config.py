@@ -36,6 +36,9 @@ class OperatorConfig:
     # split the namespaces into, 0 for none; and the name their Leases share.
     shards: int = 0
     shard_group: str = "secretsync"
+    # Watch ConfigMaps labelled secretsync.io/sops-document, so that a changed SOPS
+    # document syncs at once (needs list and watch on ConfigMaps: chart rbac.sopsDocuments).
+    watch_sops_documents: bool = False
 
     @property
     def clusterwide(self) -> bool:
@@ -90,4 +93,5 @@ def from_args(args: argparse.Namespace) -> OperatorConfig:
         peering=args.peering,
         shards=args.shards,
         shard_group=args.shard_group,
+        watch_sops_documents=args.watch_sops_documents,
     )

@@ -14,6 +14,7 @@
         ├── ProviderAuthError        login or credentials refused
         │   └── AccessDeniedError    logged in, but not allowed to read that secret
         ├── ProviderConfigError      the store's provider settings are unusable
+        ├── DocumentRefusedError     a document was read but refused (tampered, malformed)
         └── ProviderUnavailableError down or throttling; retry with backoff
 
 Messages never carry a secret value: they name resources, keys and fields only.
@@ -67,6 +68,11 @@ class AccessDeniedError(ProviderAuthError):
 
 class ProviderConfigError(ProviderError):
     """The store's provider settings cannot work."""
+
+
+class DocumentRefusedError(ProviderError):
+    """A remote document was read but is refused: tampered with (its MAC does not match),
+    malformed, or encrypted for keys the store does not have. Nothing of it is written."""
 
 
 class ProviderUnavailableError(ProviderError):

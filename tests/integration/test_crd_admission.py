@@ -91,6 +91,18 @@ CERTIFICATE_SYNC = edit(
     "spec.certificate",
     {"role": "web", "commonName": "app.example.test", "altNames": ["www.example.test"]},
 )
+SOPS_STORE = edit(
+    edit(AWS_STORE, "spec.provider.aws", None),
+    "spec.provider.sops",
+    {
+        "age": {"secretRef": {"name": "sops-age", "key": "keys.txt"}},
+        "aws": {
+            "region": "eu-west-1",
+            "role": "arn:aws:iam::123456789012:role/team-a-sops",
+            "auth": {"serviceAccount": {"name": "sync"}},
+        },
+    },
+)
 CLUSTER_STORE_AMBIENT = edit(
     edit(AWS_STORE, "kind", "ClusterSecretStore"), "spec.provider.aws.auth", None
 )
@@ -115,6 +127,8 @@ CLUSTER_STORE_AMBIENT = edit(
         edit(SYNC, "spec.refreshInterval", "0"),
         edit(SYNC, "spec.refreshInterval", "1h30m"),
         CLUSTER_STORE_AMBIENT,
+        SOPS_STORE,
+        edit(SOPS_STORE, "spec.provider.sops.aws", None),
         edit(
             edit(VAULT_STORE, "kind", "ClusterSecretStore"),
             "spec.provider.vault.auth",
@@ -131,6 +145,8 @@ CLUSTER_STORE_AMBIENT = edit(
         "sync-once",
         "sync-compound",
         "cluster-store-ambient",
+        "sops-store-age-and-kms",
+        "sops-store-age-only",
         "cluster-store-secret-in-ops",
     ],
 )
@@ -142,13 +158,41 @@ def test_valid_resources_are_accepted(env: DevEnv, namespace: str, doc: dict[str
 
 
 INVALID = {
+    "sops-store-without-keys": (
+        edit(SOPS_STORE, "spec.provider.sops", {}),
+        "spec.provider.sops: set at least one of age, aws or vault",
+    ),
+    "sops-store-with-aws-and-vault": (
+        edit(
+            SOPS_STORE,
+            "spec.provider.sops.vault",
+            {
+                k: v
+                for k, v in VAULT_STORE["spec"]["provider"]["vault"].items()
+                if k not in ("path", "version")  # a KV mount: not a transit login's
+            },
+        ),
+        "spec.provider.sops: set at most one of aws or vault",
+    ),
+    "sops-store-age-key-elsewhere": (
+        edit(
+            SOPS_STORE,
+            "spec.provider.sops.age.secretRef",
+            {"name": "k", "key": "keys.txt", "namespace": "other"},
+        ),
+        "spec.provider.sops.age.secretRef.namespace is not allowed",
+    ),
+    "plugin-store-named-like-a-built-in": (
+        edit(edit(AWS_STORE, "spec.provider.aws", None), "spec.provider.plugin", {"name": "aws"}),
+        "spec.provider.plugin.name: aws, vault and sops are built in",
+    ),
     "store-without-provider": (
         edit(AWS_STORE, "spec.provider.aws", None),
-        "spec.provider: set exactly one of aws or vault",
+        "spec.provider: set exactly one of aws, vault, sops or plugin",
     ),
     "store-with-two-providers": (
         edit(AWS_STORE, "spec.provider.vault", VAULT_STORE["spec"]["provider"]["vault"]),
-        "spec.provider: set exactly one of aws or vault",
+        "spec.provider: set exactly one of aws, vault, sops or plugin",
     ),
     "aws-store-without-auth": (
         edit(AWS_STORE, "spec.provider.aws.auth", {}),

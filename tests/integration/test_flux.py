@@ -7,6 +7,7 @@ that the operator wrote on a real cluster as docs/install/flux.md says."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import time
@@ -18,7 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-from harness import devenv, flux, kube
+from harness import devenv, flux, kube, sopscli, sopssetup
+from harness import operator as op
 from harness.devenv import REPO, DevEnv
 from harness.processes import EnvError
 
@@ -103,6 +105,19 @@ def _apply_source_and_kustomization(env: DevEnv, namespace: str, repo: flux.GitR
     env.kubectl("apply", "-f", "-", input_text=json.dumps(kustomization))
 
 
+def _request_reconcile(env: DevEnv, namespace: str, repo: flux.GitRepo) -> None:
+    """After a push: the source is asked to look now rather than after its interval."""
+    env.kubectl(
+        "annotate",
+        "gitrepository",
+        repo.name,
+        "-n",
+        namespace,
+        "--overwrite",
+        f"reconcile.fluxcd.io/requestedAt={time.time()}",
+    )
+
+
 def _configmap_data(env: DevEnv, namespace: str, name: str) -> dict[str, str] | None:
     proc = env.kubectl("get", "configmap", name, "-n", namespace, "-o", "json", check=False)
     if proc.returncode != 0:
@@ -135,17 +150,9 @@ def test_a_kustomization_from_git_applies_its_configmaps_follows_pushes_and_prun
     [verdict] = fx.kstatus(f"kustomizations.{flux.KUSTOMIZE_GROUP}/{repo.name}", namespace=ns)
     assert verdict["status"] == "Current", verdict
 
-    # A push: the source is asked to look now rather than after its interval.
+    # A push, then a reconcile requested at once.
     second = repo.commit({"settings.yaml": _configmap("settings", {"mode": "second"})}, "second")
-    env.kubectl(
-        "annotate",
-        "gitrepository",
-        repo.name,
-        "-n",
-        ns,
-        "--overwrite",
-        f"reconcile.fluxcd.io/requestedAt={time.time()}",
-    )
+    _request_reconcile(env, ns, repo)
     kube.eventually(
         lambda: _applied_revision(env, ns, repo.name) == f"{flux.BRANCH}@sha1:{second}",
         timeout=RECONCILE_TIMEOUT,
@@ -224,6 +231,87 @@ def test_kstatus_reads_the_operators_statuses_as_the_flux_guide_says() -> None:
     )
     assert ready is not None
     assert denied["message"] == ready["message"]
+
+
+SOPS_EXAMPLE = REPO / "examples" / "sops"
+
+
+def test_a_sops_document_in_git_becomes_a_secret_and_a_push_updates_it_at_once(
+    flux_env: tuple[DevEnv, flux.Flux], flux_namespace: str
+) -> None:
+    """The README's example (examples/sops), as a user runs it: the document encrypted
+    with the real sops CLI and committed, Flux applying the folder, the operator opening
+    the document with the namespace's age key; then a push of a new document."""
+    env, fx = flux_env
+    ns = flux_namespace
+    env.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    identity = sopssetup.age_identity()
+    sopssetup.age_key_secret(env.api_client(), ns, "sops-age", identity)
+    recipient = str(identity.to_public())
+
+    def folder(password: str, token: str) -> dict[str, str]:
+        files = {
+            p.name: p.read_text()
+            for p in SOPS_EXAMPLE.iterdir()
+            if p.name not in ("app.yaml", "flux.yaml", "argocd.yaml")
+        }
+        plain = (
+            (SOPS_EXAMPLE / "app.yaml")
+            .read_text()
+            .replace("change-me-before-use", password)
+            .replace("example-token-not-real", token)
+        )
+        files["app.enc.yaml"] = sopscli.encrypt(
+            plain.encode(), file_name="app.yaml", age_recipients=[recipient]
+        ).decode()
+        assert password not in files["app.enc.yaml"]
+        return files
+
+    first = (uuid.uuid4().hex, uuid.uuid4().hex)
+    repo = fx.repository(f"sops-{ns}", folder(*first))
+    log = env.run_dir / f"operator-flux-sops-{os.getpid()}.log"
+    with op.running(env, log, "--watch-sops-documents"):
+        _apply_source_and_kustomization(env, ns, repo)
+        flux.wait_condition(
+            env, "kustomization", repo.name, namespace=ns, status="True", timeout=RECONCILE_TIMEOUT
+        )
+        want = {
+            "password": first[0],
+            "API_TOKEN": first[1],
+            "API_URL": "https://api.example.test",
+        }
+        # kstatus counts a SecretSync with no status yet as Current (docs/install/flux.md),
+        # so the Kustomization may be Ready a moment before the Secret is written.
+        kube.eventually(
+            lambda: _secret_text(env, ns, "app-db") == want,
+            timeout=60,
+            what="the Secret to hold the committed document's values",
+        )
+        [verdict] = fx.kstatus("secretsyncs.secretsync.io/app-db", namespace=ns)
+        assert verdict["status"] == "Current", verdict
+
+        second = (uuid.uuid4().hex, uuid.uuid4().hex)
+        repo.commit(folder(*second), "rotate")
+        _request_reconcile(env, ns, repo)
+        kube.eventually(
+            lambda: (
+                _secret_text(env, ns, "app-db")
+                == {**want, "password": second[0], "API_TOKEN": second[1]}
+            ),
+            timeout=RECONCILE_TIMEOUT,
+            what="the Secret to hold the pushed document's values",
+        )
+    text = log.read_text(errors="replace")
+    for value in (*first, *second):
+        assert value not in text, "a secret value reached the operator's log"
+
+
+def _secret_text(env: DevEnv, namespace: str, name: str) -> dict[str, str] | None:
+    proc = env.kubectl("get", "secret", name, "-n", namespace, "-o", "json", check=False)
+    if proc.returncode != 0:
+        return None
+    data = json.loads(proc.stdout).get("data", {})
+    return {k: base64.b64decode(v).decode() for k, v in data.items()}
 
 
 def _git_head(repo: flux.GitRepo) -> str:

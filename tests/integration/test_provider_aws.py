@@ -990,7 +990,9 @@ def test_the_registry_builds_the_aws_backend(endpoint: str) -> None:
 
 
 def test_the_registry_refuses_a_spec_without_a_provider() -> None:
-    with pytest.raises(ProviderConfigError, match=r"spec\.provider: no provider set"):
+    with pytest.raises(
+        ProviderConfigError, match=r"spec\.provider: set exactly one of aws, vault, sops or plugin"
+    ):
         registry.backend_for(ProviderSpec())
 
 

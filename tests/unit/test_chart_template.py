@@ -281,6 +281,7 @@ def expected(scope: str, *, namespaced: bool, flags: set[str], peering: str) -> 
                 "peering.enabled",
                 "rbac.rollouts",
                 "rbac.configMapCaRef",
+                "rbac.sopsDocuments",
                 "sharding.shards",
             )
         ):
@@ -302,10 +303,17 @@ OPTIONS = {
         (
             "rbac.rollouts=true",
             "rbac.configMapCaRef=true",
+            "rbac.sopsDocuments=true",
             "webhook.enabled=true",
             "webhook.secretName=hook",
         ),
-        {"peering.enabled", "rbac.rollouts", "rbac.configMapCaRef", "webhook.enabled"},
+        {
+            "peering.enabled",
+            "rbac.rollouts",
+            "rbac.configMapCaRef",
+            "rbac.sopsDocuments",
+            "webhook.enabled",
+        },
     ),
     "single": (("replicaCount=1", "peering.enabled=false"), set()),
     "sharded": (

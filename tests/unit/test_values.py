@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 
 import pytest
@@ -63,3 +64,31 @@ def test_data_over_one_mebibyte_is_refused() -> None:
 def test_found_names_become_valid_secret_keys() -> None:
     assert values.key_for_found("team-a/db-password") == "team-a_db-password"
     assert values.key_for_found("/app/prod/key") == "app_prod_key"
+
+
+def test_property_and_extract_walk_an_already_parsed_document() -> None:
+    """A SOPS YAML or dotenv document arrives parsed (RemoteValue.document): its value is
+    the text `sops decrypt` prints, not JSON, and the tree is walked as JSON would be."""
+    text = b"db:\n    password: s3cret\n    port: 5432\ndebug: false\n"
+    tree = {"db": {"password": "s3cret", "port": 5432}, "debug": False}
+    value = RemoteValue(value=text, version="7", document=tree)
+    assert values.select(value, None, where="w", key="k") == text
+    assert values.select(value, "db.password", where="w", key="k") == b"s3cret"
+    assert values.select(value, "db.port", where="w", key="k") == b"5432"
+    assert values.extract(value, "db", where="w", key="k") == {
+        "password": b"s3cret",
+        "port": b"5432",
+    }
+    assert values.extract(value, None, where="w", key="k") == {
+        "db": b'{"password":"s3cret","port":5432}',
+        "debug": b"false",
+    }
+
+
+def test_a_document_s_timestamps_and_raw_bytes_become_what_sops_prints() -> None:
+    when = datetime.datetime(2026, 12, 1, 14, 0, tzinfo=datetime.UTC)
+    tree = {"rotated": when, "raw": b"\xff\x00", "nested": {"at": when}}
+    value = RemoteValue(value=b"", version="1", document=tree)
+    assert values.select(value, "rotated", where="w", key="k") == b"2026-12-01T14:00:00Z"
+    assert values.select(value, "raw", where="w", key="k") == b"\xff\x00"
+    assert values.select(value, "nested", where="w", key="k") == b'{"at":"2026-12-01T14:00:00Z"}'

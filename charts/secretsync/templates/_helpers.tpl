@@ -97,7 +97,12 @@ all, a Role's in each listed one). docs/rbac.md explains each rule.
   resources: [deployments, statefulsets, daemonsets]
   verbs: [get, patch]
 {{- end }}
-{{- if .Values.rbac.configMapCaRef }}
+{{- if .Values.rbac.sopsDocuments }}
+# SOPS documents in ConfigMaps, watched so that a change syncs at once (rbac.sopsDocuments).
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get, list, watch]
+{{- else if .Values.rbac.configMapCaRef }}
 # A Vault store's caRef to a ConfigMap (rbac.configMapCaRef).
 - apiGroups: [""]
   resources: [configmaps]

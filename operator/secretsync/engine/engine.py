@@ -184,7 +184,7 @@ class Engine:
         metrics.status_retries_pending.set_function(lambda: self.reporter.pending)
         for kind in (*self.sizes(), *self.runner.sizes()):
             metrics.tracked.labels(kind).set_function(functools.partial(self._size, kind))
-        for provider in ("aws", "vault"):
+        for provider in ("aws", "vault", "sops"):
             metrics.circuits_open.labels(provider).set_function(
                 functools.partial(self.runner.circuits.open_count, provider)
             )
@@ -306,6 +306,26 @@ class Engine:
                 continue
             if matching.reads(sync.spec, changed, sync.last_read):
                 sync.trigger = source
+                self._due_now(sync)
+                matched += 1
+        return matched
+
+    def document_changed(self, kind: str, namespace: str, name: str) -> int:
+        """A ConfigMap or Secret holding SOPS documents changed: make every SecretSync of
+        its namespace that reads one of its keys through a sops store due now. Returns
+        how many were."""
+        prefix = f"{kind.lower()}/{name}/"
+        matched = 0
+        for sync in self._syncs.values():
+            if sync.namespace != namespace or sync.spec is None:
+                continue
+            store = self._store_of(sync)
+            if store is None or store.provider != "sops":
+                continue
+            keys = [d.remote_ref.key for d in sync.spec.data]
+            keys += [df.extract.key for df in sync.spec.data_from if df.extract]
+            if any(k.startswith(prefix) for k in keys):
+                sync.trigger = f"{kind} {name} changed"
                 self._due_now(sync)
                 matched += 1
         return matched

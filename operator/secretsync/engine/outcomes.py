@@ -8,6 +8,7 @@ from secretsync.engine.writer import WriteOutcome
 from secretsync.errors import (
     AccessDeniedError,
     ConfigError,
+    DocumentRefusedError,
     KubeError,
     KubeNotFoundError,
     ProviderAuthError,
@@ -54,6 +55,8 @@ def reason_for(error: BaseException) -> tuple[str, bool]:
         return Reason.AUTH_FAILED, True  # a ServiceAccount or credential Secret is missing
     if isinstance(error, ProviderConfigError | ConfigError):
         return Reason.INVALID_SPEC, False
+    if isinstance(error, DocumentRefusedError):
+        return Reason.INVALID_DOCUMENT, True  # the document may be fixed (and is watched)
     if isinstance(error, ProviderUnavailableError | KubeError):
         return Reason.PROVIDER_UNAVAILABLE, True
     return Reason.PROVIDER_UNAVAILABLE, True

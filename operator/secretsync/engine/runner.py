@@ -174,7 +174,9 @@ class Runner:
         return cached[1]
 
     def _identity(self, store: StoreEntry, plan: LoginPlan) -> IdentityKey:
-        return IdentityKey(store=store.key, generation=store.generation, identity=plan.describe())
+        return IdentityKey(
+            store=store.key, generation=store.generation, identity=plan.session_key()
+        )
 
     async def session(self, store: StoreEntry, plan: LoginPlan) -> Session:
         """The identity's session, logging in only when it is missing or due."""

@@ -43,7 +43,7 @@ class StoreEntry:
     def provider(self) -> str:
         if self.spec is None:
             return "unknown"
-        return "aws" if self.spec.provider.aws is not None else "vault"
+        return self.spec.provider.kind()
 
 
 def parse_store(kind: str, body: Mapping[str, Any]) -> StoreEntry:

@@ -5,6 +5,7 @@ Pure functions. Errors name the SecretSync field and the remote key, never a val
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -18,6 +19,8 @@ MAX_SECRET_BYTES = 1024 * 1024  # the apiserver's limit for a Secret
 
 
 def _json(value: RemoteValue, *, where: str, key: str) -> Any:
+    if value.document is not None:
+        return value.document
     if value.is_binary:
         raise ConfigError(f"{where}: remote secret {key!r} is binary, not JSON")
     try:
@@ -44,7 +47,25 @@ def _walk(doc: Any, prop: str, *, where: str, key: str) -> Any:
 def _to_bytes(node: Any) -> bytes:
     if isinstance(node, str):
         return node.encode()
-    return json.dumps(node, separators=(",", ":")).encode()
+    if isinstance(node, bytes):  # a decrypted SOPS value that is not UTF-8
+        return node
+    if isinstance(node, datetime.date):  # a YAML timestamp of a SOPS document
+        return _timestamp(node).encode()
+    return json.dumps(node, separators=(",", ":"), default=_jsonable).encode()
+
+
+def _timestamp(node: datetime.date) -> str:
+    """RFC 3339, as sops (Go) prints a YAML timestamp: Z for UTC."""
+    text = node.isoformat()
+    return text[: -len("+00:00")] + "Z" if text.endswith("+00:00") else text
+
+
+def _jsonable(node: Any) -> Any:
+    if isinstance(node, datetime.date):
+        return _timestamp(node)
+    if isinstance(node, bytes):
+        return node.decode(errors="replace")
+    raise TypeError(type(node).__name__)
 
 
 def select(value: RemoteValue, prop: str | None, *, where: str, key: str) -> bytes:

@@ -32,6 +32,9 @@ VERSION = "v1alpha1"
 KINDS = ("SecretSync", "SecretStore", "ClusterSecretStore")
 MANAGED = {"app.kubernetes.io/managed-by": "secretsync"}
 MANAGED_SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED.items())
+# ConfigMaps holding SOPS documents carry this label (any value): their changes sync at
+# once (docs/providers/sops.md). Only those are streamed.
+SOPS_DOCUMENT_LABEL = "secretsync.io/sops-document"
 
 logger = logging.getLogger("secretsync")
 
@@ -52,6 +55,7 @@ def configure_settings(settings: kopf.OperatorSettings) -> None:
     # apiserver, not here, so other teams' Secrets never reach this process (memory,
     # and exposure of their bytes).
     settings.watching.label_selectors["", "v1", "secrets"] = MANAGED_SELECTOR
+    settings.watching.label_selectors["", "v1", "configmaps"] = SOPS_DOCUMENT_LABEL  # if watched
 
 
 def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
@@ -167,7 +171,23 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
             listing=event["type"] is None,  # kopf's listing: a watch (re)started
         )
 
+    if config.watch_sops_documents:
+        _register_sops_documents(registry)
     return registry
+
+
+def _register_sops_documents(registry: kopf.OperatorRegistry) -> None:
+    @kopf.on.event(
+        "",
+        "v1",
+        "configmaps",
+        labels={SOPS_DOCUMENT_LABEL: kopf.PRESENT},
+        id="sops-document",
+        registry=registry,
+    )
+    async def sops_document(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+        meta = event["object"]["metadata"]
+        memo["engine"].document_changed("ConfigMap", meta["namespace"], meta["name"])
 
 
 def in_cluster_server(default: str) -> str:

@@ -264,6 +264,19 @@ class Kube(LeaseApi):
             raise KubeNotFoundError(f"ConfigMap {namespace}/{name} has no key {key!r}")
         return str(raw.data[key]).encode()
 
+    async def get_config_map(self, namespace: str, name: str) -> tuple[dict[str, bytes], str]:
+        """A ConfigMap's data and binaryData as bytes, and its resourceVersion
+        (KubeNotFoundError if it does not exist)."""
+        raw: Any = await self._call(
+            f"read ConfigMap {namespace}/{name}",
+            self._core.read_namespaced_config_map,
+            name,
+            namespace,
+        )
+        data = {k: str(v).encode() for k, v in (raw.data or {}).items()}
+        data.update(_unb64(raw.binary_data))
+        return data, str(raw.metadata.resource_version or "")
+
     async def create_secret(
         self,
         *,

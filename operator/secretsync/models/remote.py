@@ -30,6 +30,9 @@ class RemoteValue:
     value: bytes = dataclasses.field(repr=False)  # never in a repr, a log or a traceback
     version: str  # the provider's id of what was read, for status.syncedVersions
     is_binary: bool = False
+    # The value already parsed, for documents that are not JSON (a SOPS YAML or dotenv
+    # file): `property` and `dataFrom.extract` walk this tree instead of parsing `value`.
+    document: object = dataclasses.field(default=None, repr=False, compare=False)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ class Reason:
     AUTH_FAILED = "AuthFailed"
     ACCESS_DENIED = "AccessDenied"
     NOT_FOUND = "NotFound"
+    INVALID_DOCUMENT = "InvalidDocument"  # a SOPS document refused (docs/providers/sops.md)
     PROVIDER_UNAVAILABLE = "ProviderUnavailable"
     NAMESPACE_NOT_ALLOWED = "NamespaceNotAllowed"
     DELETED = "RemoteDeleted"

@@ -36,8 +36,10 @@ class AwsAuth(Model):
     secret_ref: AwsSecretRefAuth | None = None
 
 
-class AwsProvider(Model):
-    service: Literal["SecretsManager", "ParameterStore"]
+class AwsIdentity(Model):
+    """Who the operator is in AWS, and where it calls: shared by the AWS provider and the
+    SOPS provider's KMS keys and S3 documents."""
+
     region: str
     endpoint: str | None = None
     role: str | None = None
@@ -45,6 +47,10 @@ class AwsProvider(Model):
     auth: AwsAuth | None = None  # None: ambient credentials (ClusterSecretStore only)
 
     DEFAULT_AUDIENCE: Literal["sts.amazonaws.com"] = "sts.amazonaws.com"
+
+
+class AwsProvider(AwsIdentity):
+    service: Literal["SecretsManager", "ParameterStore"]
 
 
 class VaultKubernetesAuth(Model):
@@ -83,21 +89,62 @@ class CaRef(Model):
     namespace: str | None = None
 
 
-class VaultProvider(Model):
+class VaultConnection(Model):
+    """Which Vault, trusted how, logged in to as whom: shared by the Vault provider and the
+    SOPS provider's transit keys."""
+
     server: str
     ca_bundle: str | None = None
     ca_ref: CaRef | None = None
     namespace: str | None = None  # a Vault Enterprise namespace
-    path: str = "secret"
-    version: Literal["v1", "v2"] = "v2"
     auth: VaultAuth
 
     DEFAULT_AUDIENCE: Literal["vault"] = "vault"
 
 
+class VaultProvider(VaultConnection):
+    path: str = "secret"
+    version: Literal["v1", "v2"] = "v2"
+
+
+class SopsAge(Model):
+    secret_ref: SecretKeyRef  # an age key file: AGE-SECRET-KEY-1... lines
+
+
+class SopsProvider(Model):
+    """SOPS documents (docs/providers/sops.md): read from a ConfigMap or Secret of the
+    SecretSync's namespace or from S3, their data key unwrapped with an age key, AWS KMS or
+    Vault transit."""
+
+    age: SopsAge | None = None
+    aws: AwsIdentity | None = None  # KMS keys and S3 documents, as this identity
+    vault: VaultConnection | None = None  # transit keys, as this login
+
+
+class PluginProvider(Model):
+    """A provider installed as a Python package (docs/providers/plugins.md): found by
+    `name` in the `secretsync.providers` entry-point group, configured by `config`."""
+
+    name: str
+    service_account: ServiceAccountRef | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
 class ProviderSpec(Model):
     aws: AwsProvider | None = None
     vault: VaultProvider | None = None
+    sops: SopsProvider | None = None
+    plugin: PluginProvider | None = None
+
+    def kind(self) -> str:
+        """The one provider set ("aws", "vault", "sops", or the plug-in's name); "unknown"
+        when none is (the CRD schema requires exactly one)."""
+        if self.plugin is not None:
+            return self.plugin.name
+        for name in ("aws", "vault", "sops"):
+            if getattr(self, name) is not None:
+                return name
+        return "unknown"
 
 
 class RefreshBudget(Model):

@@ -13,11 +13,33 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from secretsync.errors import ProviderError
 from secretsync.models.remote import CallGate, CallObserver, FindQuery, RemoteRef, RemoteValue
 from secretsync.models.sync import Certificate, Dynamic
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Document:
+    """The data of a ConfigMap or Secret a provider reads its values from (sops)."""
+
+    data: Mapping[str, bytes] = dataclasses.field(repr=False)
+    version: str  # its resourceVersion
+
+
+class DocumentReader(Protocol):
+    """Reads ConfigMaps and Secrets of one namespace only: the SecretSync's, so that a
+    store can never read another namespace's objects (the engine makes one per session).
+
+    A missing object raises SecretNotFoundError, a refused read AccessDeniedError."""
+
+    @property
+    def namespace(self) -> str:
+        """The one namespace it reads."""
+
+    async def read(self, kind: Literal["ConfigMap", "Secret"], name: str) -> Document:
+        """The object's data (a ConfigMap's data and binaryData; a Secret's decoded data)."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -26,9 +48,11 @@ class LoginMaterial:
 
     service_account_token: str | None = dataclasses.field(default=None, repr=False)
     # Credential values from Secrets, by the spec field that referenced them
-    # ("accessKeyId", "secretAccessKey", "sessionToken", "secretId", "token").
+    # ("accessKeyId", "secretAccessKey", "sessionToken", "secretId", "token", "ageKey").
     secrets: Mapping[str, bytes] = dataclasses.field(default_factory=dict, repr=False)
     ca_pem: bytes | None = None
+    # For providers whose documents live in the cluster (LoginPlan.documents).
+    documents: DocumentReader | None = dataclasses.field(default=None, repr=False)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

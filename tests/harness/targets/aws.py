@@ -11,16 +11,17 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 import boto3
 from botocore.exceptions import ClientError
 
 from harness.devenv import AWS_REGION, DevEnv
-from harness.targets import ConformanceTarget
 from secretsync.models.store import AwsProvider
 from secretsync.providers.aws import AwsBackend
 from secretsync.providers.base import Backend, LoginMaterial
+from secretsync.testing import CallBudget, Capabilities, ConformanceTarget
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -79,9 +80,6 @@ class _AwsTarget:
     def stored_bytes(self, value: str) -> bytes:
         return value.encode()  # a value store: what was put comes back
 
-    def supports_versions(self) -> bool:
-        return True
-
     def denied_key(self) -> str | None:
         # moto's server does not enforce IAM unless asked at start, and the shared
         # environment's moto is not; denial is tested in test_provider_aws.py against a
@@ -94,6 +92,15 @@ class SecretsManagerTarget(_AwsTarget):
 
     name = "aws-secretsmanager"
     service = "SecretsManager"
+    capabilities = Capabilities(
+        binary=True,
+        versions=True,
+        find=True,
+        find_tags=True,
+        fetch_batch=CallBudget(operation="BatchGetSecretValue", per_call=20),
+        # One ListSecrets answers for a page of names that share a prefix.
+        versions_batch=CallBudget(operation="ListSecrets", per_call=100),
+    )
 
     def __init__(self, endpoint: str) -> None:
         super().__init__(endpoint)
@@ -113,11 +120,13 @@ class SecretsManagerTarget(_AwsTarget):
                 raise
             self._client.create_secret(Name=key, **field)
 
-    def put_map(self, key: str, value: dict[str, str]) -> None:
-        self.put(key, json.dumps(value))
+    def put_map(self, key: str, value: Mapping[str, str]) -> None:
+        self.put(key, json.dumps(dict(value)))
 
-    def supports_binary(self) -> bool:
-        return True
+    def put_tags(self, key: str, tags: Mapping[str, str]) -> None:
+        self._client.tag_resource(
+            SecretId=key, Tags=[{"Key": k, "Value": v} for k, v in tags.items()]
+        )
 
 
 class ParameterStoreTarget(_AwsTarget):
@@ -125,6 +134,14 @@ class ParameterStoreTarget(_AwsTarget):
 
     name = "aws-parameterstore"
     service = "ParameterStore"
+    capabilities = Capabilities(
+        binary=False,  # parameters hold text only
+        versions=True,
+        find=True,
+        find_tags=True,
+        fetch_batch=CallBudget(operation="GetParameters", per_call=10),
+        versions_batch=CallBudget(operation="GetParameters", per_call=10),
+    )
 
     def __init__(self, endpoint: str) -> None:
         super().__init__(endpoint)
@@ -136,14 +153,18 @@ class ParameterStoreTarget(_AwsTarget):
 
     def put(self, key: str, value: str | bytes) -> None:
         if isinstance(value, bytes):
-            raise TypeError("SSM parameters hold text only; supports_binary() is False")
+            raise TypeError("SSM parameters hold text only; capabilities.binary is False")
         self._client.put_parameter(Name=key, Value=value, Type="SecureString", Overwrite=True)
 
-    def put_map(self, key: str, value: dict[str, str]) -> None:
-        self.put(key, json.dumps(value))
+    def put_map(self, key: str, value: Mapping[str, str]) -> None:
+        self.put(key, json.dumps(dict(value)))
 
-    def supports_binary(self) -> bool:
-        return False
+    def put_tags(self, key: str, tags: Mapping[str, str]) -> None:
+        self._client.add_tags_to_resource(
+            ResourceType="Parameter",
+            ResourceId=key,
+            Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+        )
 
 
 def targets(env: DevEnv) -> list[ConformanceTarget]:

@@ -17,13 +17,13 @@ from __future__ import annotations
 import json
 import threading
 import uuid
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import kubernetes
 
 from harness import kube
 from harness.devenv import DevEnv, bao_request
-from harness.targets import ConformanceTarget
 from secretsync.models.store import (
     ServiceAccountRef,
     VaultAuth,
@@ -32,6 +32,7 @@ from secretsync.models.store import (
 )
 from secretsync.providers.base import Backend, LoginMaterial
 from secretsync.providers.vault import VaultBackend
+from secretsync.testing import Capabilities, ConformanceTarget
 
 AUDIENCE = "vault"
 TOKEN_SECONDS = 3600
@@ -63,6 +64,13 @@ class VaultTarget:
         self._ready = False
         self._lock = threading.Lock()
         self._denied: str | None = None
+        self.capabilities = Capabilities(
+            binary=False,  # KV stores JSON strings; non-UTF-8 bytes cannot be written
+            # KV v1 keeps no versions: pinned reads are refused and versions() is constant.
+            versions=version == "v2",
+            find=True,
+            find_tags=False,  # Vault has no tags: a find by tags is refused
+        )
 
     # --- ConformanceTarget ------------------------------------------------------------
 
@@ -102,15 +110,12 @@ class VaultTarget:
         text = value.decode() if isinstance(value, bytes) else value
         self.write(key, json.loads(self.stored_bytes(text)))
 
-    def put_map(self, key: str, value: dict[str, str]) -> None:
-        self.write(key, value)
+    def put_map(self, key: str, value: Mapping[str, str]) -> None:
+        self.write(key, dict(value))
 
     def denied_key(self) -> str | None:
         self._setup()
         return self._denied
-
-    def supports_binary(self) -> bool:
-        return False  # KV stores JSON strings; non-UTF-8 bytes cannot be written
 
     def stored_bytes(self, value: str) -> bytes:
         """What fetch() returns for put(key, value): the KV map as compact, sorted JSON."""
@@ -120,10 +125,6 @@ class VaultTarget:
             parsed = None
         data = parsed if isinstance(parsed, dict) else {"value": value}
         return json.dumps(data, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
-
-    def supports_versions(self) -> bool:
-        """KV v1 keeps no versions: pinned reads are refused and versions() is constant."""
-        return self.version == "v2"
 
     # --- seeding with the root token ----------------------------------------------------
 

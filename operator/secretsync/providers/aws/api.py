@@ -18,7 +18,7 @@ from secretsync.errors import (
     ProviderUnavailableError,
 )
 from secretsync.models.remote import CallGate
-from secretsync.models.store import AwsProvider
+from secretsync.models.store import AwsIdentity
 from secretsync.providers.aws import credentials as aws_credentials
 from secretsync.providers.aws import errors
 
@@ -53,9 +53,9 @@ class Api(Generic[ClientT]):
     def __init__(
         self,
         *,
-        spec: AwsProvider,
+        spec: AwsIdentity,
         credentials: aws_credentials.Credentials,
-        make: Callable[[aws_credentials.Credentials, AwsProvider], ClientT],
+        make: Callable[[aws_credentials.Credentials, AwsIdentity], ClientT],
         gate: CallGate,
     ) -> None:
         self._spec = spec
@@ -68,7 +68,7 @@ class Api(Generic[ClientT]):
         self._limit = asyncio.Semaphore(CONCURRENCY)
 
     async def _build(
-        self, make: Callable[[aws_credentials.Credentials, AwsProvider], ResultT]
+        self, make: Callable[[aws_credentials.Credentials, AwsIdentity], ResultT]
     ) -> ResultT:
         """Build an SDK object off the event loop (the SDK reads its data files)."""
         try:

@@ -15,9 +15,11 @@ import boto3
 from botocore import UNSIGNED
 from botocore.config import Config
 
-from secretsync.models.store import AwsProvider
+from secretsync.models.store import AwsIdentity
 
 if TYPE_CHECKING:
+    from mypy_boto3_kms import KMSClient
+    from mypy_boto3_s3 import S3Client
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_ssm import SSMClient
@@ -45,7 +47,7 @@ AMBIENT = AmbientCredentials()
 Credentials = AwsCredentials | AmbientCredentials
 
 
-def _config(*, unsigned: bool = False) -> Config:
+def _config(*, unsigned: bool = False, path_style: bool = False) -> Config:
     # One attempt per call: the engine's circuit per identity and endpoint backs off
     # (docs/design/0006-reliability.md). SDK retries under it would multiply every
     # throttled call by three while the throttling lasts. Timeouts keep a dead endpoint
@@ -57,6 +59,8 @@ def _config(*, unsigned: bool = False) -> Config:
         connect_timeout=5,
         read_timeout=30,
     )
+    if path_style:
+        config = config.merge(Config(s3={"addressing_style": "path"}))
     return config.merge(Config(signature_version=UNSIGNED)) if unsigned else config
 
 
@@ -71,7 +75,12 @@ _SESSIONS_LOCK = threading.Lock()
 
 
 def _client(
-    service: str, credentials: Credentials, spec: AwsProvider, *, unsigned: bool = False
+    service: str,
+    credentials: Credentials,
+    spec: AwsIdentity,
+    *,
+    unsigned: bool = False,
+    path_style: bool = False,
 ) -> Any:
     keys: dict[str, Any] = {}
     if isinstance(credentials, AwsCredentials) and not unsigned:
@@ -88,39 +97,51 @@ def _client(
             service,
             endpoint_url=spec.endpoint,
             region_name=spec.region,
-            config=_config(unsigned=unsigned),
+            config=_config(unsigned=unsigned, path_style=path_style),
             **keys,
         )
 
 
-def ambient_available(spec: AwsProvider) -> bool:
+def ambient_available(spec: AwsIdentity) -> bool:
     """Whether the default credential chain finds credentials for the operator itself."""
     # A fresh Session: the shared one caches what the chain found the first time.
     return boto3.Session(region_name=spec.region).get_credentials() is not None
 
 
-def sts_client(credentials: Credentials, spec: AwsProvider) -> STSClient:
+def sts_client(credentials: Credentials, spec: AwsIdentity) -> STSClient:
     """An STS client for the store's endpoint and region."""
     return cast("STSClient", _client("sts", credentials, spec))
 
 
-def unsigned_sts_client(spec: AwsProvider) -> STSClient:
+def unsigned_sts_client(spec: AwsIdentity) -> STSClient:
     """An STS client that signs nothing: AssumeRoleWithWebIdentity needs no credentials,
     and an unsigned client cannot pick up the operator's own by accident."""
     return cast("STSClient", _client("sts", AMBIENT, spec, unsigned=True))
 
 
-def secretsmanager_client(credentials: Credentials, spec: AwsProvider) -> SecretsManagerClient:
+def secretsmanager_client(credentials: Credentials, spec: AwsIdentity) -> SecretsManagerClient:
     """A Secrets Manager client for the store's endpoint and region."""
     return cast("SecretsManagerClient", _client("secretsmanager", credentials, spec))
 
 
-def ssm_client(credentials: Credentials, spec: AwsProvider) -> SSMClient:
+def ssm_client(credentials: Credentials, spec: AwsIdentity) -> SSMClient:
     """An SSM client for the store's endpoint and region."""
     return cast("SSMClient", _client("ssm", credentials, spec))
 
 
-def sqs_client(credentials: Credentials, spec: AwsProvider) -> SQSClient:
+def kms_client(credentials: Credentials, spec: AwsIdentity) -> KMSClient:
+    """A KMS client for the store's endpoint and region (SOPS data keys)."""
+    return cast("KMSClient", _client("kms", credentials, spec))
+
+
+def s3_client(credentials: Credentials, spec: AwsIdentity) -> S3Client:
+    """An S3 client for the store's endpoint and region (SOPS documents). Path-style
+    addressing: bucket names then never have to resolve as host names (emulators,
+    VPC endpoints, buckets with dots)."""
+    return cast("S3Client", _client("s3", credentials, spec, path_style=True))
+
+
+def sqs_client(credentials: Credentials, spec: AwsIdentity) -> SQSClient:
     """An SQS client for the store's endpoint and region (its event queue; a long poll of
     20 s stays within the read timeout)."""
     return cast("SQSClient", _client("sqs", credentials, spec))

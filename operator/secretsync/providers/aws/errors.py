@@ -23,7 +23,13 @@ from secretsync.errors import (
 from secretsync.providers.retryafter import retry_after_seconds
 
 _NOT_FOUND = frozenset(
-    {"ResourceNotFoundException", "ParameterNotFound", "ParameterVersionNotFound"}
+    {
+        "ResourceNotFoundException",
+        "ParameterNotFound",
+        "ParameterVersionNotFound",
+        "NoSuchKey",  # S3 (SOPS documents)
+        "NoSuchBucket",
+    }
 )
 _DENIED = frozenset({"AccessDeniedException", "AccessDenied"})
 _AUTH = frozenset(

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, TypeVar
 from botocore import exceptions as botocore_exceptions
 
 from secretsync.errors import ProviderAuthError, ProviderConfigError
-from secretsync.models.store import AwsProvider
+from secretsync.models.store import AwsIdentity
 from secretsync.providers.aws import credentials as aws_credentials
 from secretsync.providers.aws import errors
 from secretsync.providers.base import LoginMaterial, Session
@@ -29,7 +29,7 @@ _SA_SUBJECT = "system:serviceaccount:"
 T = TypeVar("T")
 
 
-async def login(spec: AwsProvider, material: LoginMaterial) -> Session:
+async def login(spec: AwsIdentity, material: LoginMaterial) -> Session:
     """A session for the store's identity; each role in the chain is assumed with the
     credentials of the step before."""
     session_name = "secretsync-operator"
@@ -123,7 +123,7 @@ def _temporary(creds: CredentialsTypeDef) -> tuple[aws_credentials.AwsCredential
 
 
 async def _assume_role_with_web_identity(
-    spec: AwsProvider, token: str, session_name: str
+    spec: AwsIdentity, token: str, session_name: str
 ) -> tuple[aws_credentials.AwsCredentials, float]:
     role = spec.role or ""
 
@@ -140,7 +140,7 @@ async def _assume_role_with_web_identity(
 
 
 async def _assume_role(
-    spec: AwsProvider, creds: aws_credentials.Credentials, role: str, session_name: str
+    spec: AwsIdentity, creds: aws_credentials.Credentials, role: str, session_name: str
 ) -> tuple[aws_credentials.AwsCredentials, float]:
     def call() -> CredentialsTypeDef:
         sts = aws_credentials.sts_client(creds, spec)
@@ -152,7 +152,7 @@ async def _assume_role(
     return _temporary(await _sts_call("AssumeRole", role, call))
 
 
-async def _require_ambient(spec: AwsProvider) -> None:
+async def _require_ambient(spec: AwsIdentity) -> None:
     """Fail at login, not at the first read, when the operator has no identity of its own."""
 
     def resolve() -> bool:

@@ -13,6 +13,7 @@ from secretsync.providers.vault.issuer import VaultIssuer
 from secretsync.providers.vault.kv import KvClient
 from secretsync.providers.vault.kv1 import KvV1Client
 from secretsync.providers.vault.kv2 import KvV2Client
+from secretsync.providers.vault.transit import Transit
 from secretsync.providers.vault.transport import (
     Json,
     Transport,
@@ -117,6 +118,13 @@ class VaultBackend:
         """Issues, renews and revokes leases as the session's token."""
         credentials = _credentials(session)
         return VaultIssuer(
+            self._transport(token=credentials.token, ca_pem=credentials.ca_pem, gate=gate)
+        )
+
+    def transit(self, session: Session, gate: CallGate) -> Transit:
+        """Transit decryption as the session's token (the SOPS provider's keys)."""
+        credentials = _credentials(session)
+        return Transit(
             self._transport(token=credentials.token, ca_pem=credentials.ca_pem, gate=gate)
         )
 
