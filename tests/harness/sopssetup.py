@@ -143,6 +143,22 @@ def config_map(
         core.replace_namespaced_config_map(name, namespace, body)
 
 
+def document_secret(api: Any, namespace: str, name: str, documents: dict[str, bytes]) -> None:
+    """Create or replace a Secret holding documents, labelled so that the operator
+    watches it."""
+    body = kubernetes.client.V1Secret(
+        metadata=kubernetes.client.V1ObjectMeta(name=name, labels={DOCUMENT_LABEL: "true"}),
+        data={k: base64.b64encode(v).decode() for k, v in documents.items()},
+    )
+    core = kubernetes.client.CoreV1Api(api)
+    try:
+        core.create_namespaced_secret(namespace, body)
+    except kubernetes.client.ApiException as exc:
+        if exc.status != 409:
+            raise
+        core.replace_namespaced_secret(name, namespace, body)
+
+
 def store(namespace: str, name: str, sops: dict[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": scenario.API,

@@ -7,6 +7,7 @@ at once by the watch, a changed S3 object by the change check."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import time
 import urllib.parse
@@ -129,22 +130,68 @@ def _age_store(namespace: str) -> dict[str, Any]:
     )
 
 
-def test_age_documents_of_every_format_round_trip_byte_for_byte(
-    env: DevEnv, api: Any, age_team: tuple[str, Any], secret_values: set[bytes]
+@dataclasses.dataclass(frozen=True)
+class KeyKind:
+    """How a namespace's documents are encrypted (the sops CLI's arguments) and the store
+    that opens them."""
+
+    encrypt_args: dict[str, Any]
+    store: dict[str, Any]
+    decrypt_args: dict[str, Any]
+
+
+def _key_kind(kind: str, env: DevEnv, api: Any, aws: AwsRecordingProxy, namespace: str) -> KeyKind:
+    if kind == "age":
+        identity = sopssetup.age_identity()
+        sopssetup.age_key_secret(api, namespace, "sops-age", identity)
+        return KeyKind(
+            encrypt_args={"age_recipients": [str(identity.to_public())]},
+            store=_age_store(namespace),
+            decrypt_args={"age_identities": [str(identity)]},
+        )
+    if kind == "kms":
+        scenario.service_account(api, namespace, "sync")
+        cli_env = sopssetup.kms_cli_env(env)
+        return KeyKind(
+            encrypt_args={"kms_arns": [sopssetup.kms_key(env, namespace)], "env": cli_env},
+            store=sopssetup.store(
+                namespace, "sops", {"aws": sopssetup.aws_identity(namespace, aws.url)}
+            ),
+            decrypt_args={"env": cli_env},
+        )
+    uri = sopssetup.transit_key(env, api, namespace)
+    cli_env = {"VAULT_TOKEN": env.vault_token, "VAULT_ADDR": env.vault_addr}
+    return KeyKind(
+        encrypt_args={"hc_vault_transit_uris": [uri], "env": cli_env},
+        store=sopssetup.store(namespace, "sops", {"vault": sopssetup.vault_login(env, namespace)}),
+        decrypt_args={"env": cli_env},
+    )
+
+
+@pytest.mark.parametrize("kind", ["age", "kms", "transit"])
+def test_documents_of_every_format_round_trip_byte_for_byte(
+    env: DevEnv,
+    api: Any,
+    aws: AwsRecordingProxy,
+    namespace: str,
+    secret_values: set[bytes],
+    kind: str,
 ) -> None:
-    namespace, identity = age_team
+    """YAML, JSON, dotenv and binary, each encrypted by the sops CLI for the key kind:
+    the whole document equals the file encrypted (and `sops decrypt`'s own output), and
+    property and extract give its values."""
+    keys = _key_kind(kind, env, api, aws, namespace)
     values = {k: _value() for k in ("yaml", "json", "json2", "env", "bin")}
     secret_values.update(v.encode() for v in values.values())
     plain = _documents(values)
-    recipient = str(identity.to_public())
     encrypted = {
-        name: sopscli.encrypt(doc, file_name=name, age_recipients=[recipient])
+        name: sopscli.encrypt(doc, file_name=name, **keys.encrypt_args)
         for name, doc in plain.items()
     }
     for name, doc in encrypted.items():  # the CLI's own answer is the reference
-        assert sopscli.decrypt(doc, file_name=name, age_identities=[str(identity)]) == plain[name]
+        assert sopscli.decrypt(doc, file_name=name, **keys.decrypt_args) == plain[name]
     sopssetup.config_map(api, namespace, "docs", encrypted)
-    scenario.apply(env, _age_store(namespace), _all_formats_sync(namespace, "app", "sops"))
+    scenario.apply(env, keys.store, _all_formats_sync(namespace, "app", "sops"))
     scenario.wait_for_reason(api, namespace, "app", "Synced")
     assert scenario.secret_data(api, namespace, "app") == _expected(plain, values)
 
@@ -191,6 +238,35 @@ def test_a_changed_configmap_syncs_at_once_and_a_tampered_one_keeps_the_last_goo
     assert f"ConfigMap {namespace}/docs key db.yaml" in message
     assert "does not authenticate" in message  # another data key's ciphertext
     assert scenario.secret_data(api, namespace, "db") == {"password": second.encode()}
+
+
+def test_a_changed_document_secret_syncs_at_once(
+    env: DevEnv, api: Any, age_team: tuple[str, Any], secret_values: set[bytes]
+) -> None:
+    namespace, identity = age_team
+    recipient = str(identity.to_public())
+    first, second = _value(), _value()
+    secret_values.update({first.encode(), second.encode()})
+
+    def document(value: str) -> bytes:
+        return sopscli.encrypt(
+            f"API_TOKEN={value}\n".encode(), file_name="api.env", age_recipients=[recipient]
+        )
+
+    sopssetup.document_secret(api, namespace, "docs", {"api.env": document(first)})
+    scenario.apply(
+        env,
+        _age_store(namespace),  # no changeCheckInterval: only the watch can be quick
+        sopssetup.sync(
+            namespace,
+            "api",
+            "sops",
+            {"refreshInterval": "1h", "dataFrom": [{"extract": {"key": "secret/docs/api.env"}}]},
+        ),
+    )
+    _wait_data(api, namespace, "api", {"API_TOKEN": first.encode()})
+    sopssetup.document_secret(api, namespace, "docs", {"api.env": document(second)})
+    _wait_data(api, namespace, "api", {"API_TOKEN": second.encode()}, timeout=20)
 
 
 def test_kms_documents_from_configmaps_and_s3_decrypt_as_the_namespaces_own_role(
@@ -367,21 +443,103 @@ def test_transit_documents_decrypt_with_the_namespaces_vault_role(
         core.delete_namespace(other)
 
 
-def test_a_document_for_keys_the_store_lacks_is_refused_with_what_it_needs(
+def test_a_document_for_other_keys_is_refused_with_what_it_is_encrypted_for(
     env: DevEnv, api: Any, age_team: tuple[str, Any]
 ) -> None:
-    namespace, _ = age_team
+    namespace, ours = age_team
     stranger = sopssetup.age_identity()
-    doc = sopscli.encrypt(b"a: b\n", file_name="x.yaml", age_recipients=[str(stranger.to_public())])
-    sopssetup.config_map(api, namespace, "docs", {"x.yaml": doc})
+    other_age = sopscli.encrypt(
+        b"a: b\n", file_name="x.yaml", age_recipients=[str(stranger.to_public())]
+    )
+    kms_only = sopscli.encrypt(
+        b"a: b\n",
+        file_name="y.yaml",
+        kms_arns=[sopssetup.kms_key(env, namespace)],
+        env=sopssetup.kms_cli_env(env),
+    )
+    sopssetup.config_map(api, namespace, "docs", {"x.yaml": other_age, "y.yaml": kms_only})
     scenario.apply(
         env,
         _age_store(namespace),
-        sopssetup.sync(
-            namespace, "x", "sops", {"dataFrom": [{"extract": {"key": "configmap/docs/x.yaml"}}]}
+        *(
+            sopssetup.sync(
+                namespace,
+                name,
+                "sops",
+                {"dataFrom": [{"extract": {"key": f"configmap/docs/{key}"}}]},
+            )
+            for name, key in (("other-age", "x.yaml"), ("kms-only", "y.yaml"))
         ),
     )
-    obj = scenario.wait_for_reason(api, namespace, "x", "InvalidDocument")
-    cond = scenario.ready(obj) or {}
-    assert f"ConfigMap {namespace}/docs key x.yaml" in cond["message"]
-    assert "age" in cond["message"]
+    x = scenario.ready(scenario.wait_for_reason(api, namespace, "other-age", "InvalidDocument"))
+    x = x or {}
+    assert f"ConfigMap {namespace}/docs key x.yaml" in x["message"]
+    # Recipients are public keys: naming both tells the user which key file is missing.
+    assert str(stranger.to_public()) in x["message"]
+    assert str(ours.to_public()) in x["message"]
+    y = scenario.ready(scenario.wait_for_reason(api, namespace, "kms-only", "InvalidDocument"))
+    y = y or {}
+    assert f"ConfigMap {namespace}/docs key y.yaml is encrypted for AWS KMS" in y["message"]
+    assert "the store has no key of those kinds (it has age)" in y["message"]
+    assert scenario.secret_data(api, namespace, "other-age") is None
+    assert scenario.secret_data(api, namespace, "kms-only") is None
+
+
+def test_a_cluster_store_gives_each_namespace_its_own_key_and_documents(
+    env: DevEnv, api: Any, age_team: tuple[str, Any], secret_values: set[bytes]
+) -> None:
+    """A ClusterSecretStore whose age key resolves in each SecretSync's namespace: each
+    namespace opens its own documents with its own key, and never another's."""
+    first, first_key = age_team
+    second = f"{first}-b"
+    core = kubernetes.client.CoreV1Api(api)
+    core.create_namespace(
+        kubernetes.client.V1Namespace(metadata=kubernetes.client.V1ObjectMeta(name=second))
+    )
+    store_name = f"sops-{first}"
+    try:
+        second_key = sopssetup.age_identity()
+        sopssetup.age_key_secret(api, second, "sops-age", second_key)
+        values = {first: _value(), second: _value()}
+        secret_values.update(v.encode() for v in values.values())
+        for ns, key in ((first, first_key), (second, second_key)):
+            doc = sopscli.encrypt(
+                f"TOKEN={values[ns]}\n".encode(),
+                file_name="api.env",
+                age_recipients=[str(key.to_public())],
+            )
+            sopssetup.config_map(api, ns, "docs", {"api.env": doc})
+        # The second namespace also holds a copy of the first's document.
+        copied = (core.read_namespaced_config_map("docs", first).data or {})["api.env"]
+        sopssetup.config_map(api, second, "docs", {"api.env": doc, "stolen.env": copied.encode()})
+        store = sopssetup.store(
+            "", store_name, {"age": {"secretRef": {"name": "sops-age", "key": "keys.txt"}}}
+        )
+        store["kind"] = "ClusterSecretStore"
+        del store["metadata"]["namespace"]
+        ref = {"kind": "ClusterSecretStore", "name": store_name}
+        docs = [
+            sopssetup.sync(
+                ns,
+                "api",
+                store_name,
+                {"dataFrom": [{"extract": {"key": "configmap/docs/api.env"}}]},
+            )
+            for ns in (first, second)
+        ]
+        stolen = sopssetup.sync(
+            second,
+            "stolen",
+            store_name,
+            {"dataFrom": [{"extract": {"key": "configmap/docs/stolen.env"}}]},
+        )
+        for doc_ in (*docs, stolen):
+            doc_["spec"]["storeRef"] = ref
+        scenario.apply(env, store, *docs, stolen)
+        for ns in (first, second):
+            _wait_data(api, ns, "api", {"TOKEN": values[ns].encode()})
+        scenario.wait_for_reason(api, second, "stolen", "InvalidDocument")
+        assert scenario.secret_data(api, second, "stolen") is None
+    finally:
+        env.kubectl("delete", scenario.CLUSTER_SECRET_STORES, store_name, "--ignore-not-found")
+        core.delete_namespace(second)

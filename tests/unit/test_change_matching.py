@@ -51,3 +51,13 @@ def test_the_restart_annotation_depends_only_on_the_feeding_data() -> None:
     a = combined_hash(b"k", [("db", "h1"), ("cache", "h2")])
     assert a == combined_hash(b"k", [("cache", "h2"), ("db", "h1")])
     assert a != combined_hash(b"k", [("db", "h1"), ("cache", "h3")])
+
+
+def test_a_sync_reads_a_document_object_by_its_kind_and_exact_name() -> None:
+    by_data = spec(data=[{"secretKey": "p", "remoteRef": {"key": "configmap/docs/app.yaml"}}])
+    by_extract = spec(dataFrom=[{"extract": {"key": "secret/docs/api.env"}}])
+    assert matching.reads_document(by_data, "ConfigMap", "docs")
+    assert not matching.reads_document(by_data, "Secret", "docs")  # another kind
+    assert not matching.reads_document(by_data, "ConfigMap", "doc")  # a prefix of the name
+    assert matching.reads_document(by_extract, "Secret", "docs")
+    assert not matching.reads_document(by_extract, "ConfigMap", "docs")

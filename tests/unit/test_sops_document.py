@@ -22,7 +22,7 @@ import pyrage
 import pytest
 
 from harness import sopscli
-from secretsync.errors import ProviderConfigError, ProviderError
+from secretsync.errors import ProviderAuthError, ProviderError
 from secretsync.providers.sops import document
 from secretsync.providers.sops.document import Format, SopsDocumentError
 
@@ -614,11 +614,12 @@ def test_corrupt_age_stanza_is_refused(key: AgeKey) -> None:
         (b"\xff\xfe", "is not UTF-8"),
     ],
 )
-def test_unusable_age_key_file_is_the_stores_problem(identities: bytes, problem: str) -> None:
-    with pytest.raises(ProviderConfigError, match=problem) as refused:
+def test_an_unusable_age_key_file_is_a_refused_credential(identities: bytes, problem: str) -> None:
+    """AuthFailed, retried, and the session made again: a repaired key Secret is read."""
+    with pytest.raises(ProviderAuthError, match=problem) as refused:
         document.check_age_identities(identities)
     assert "AGE-SECRET-KEY-1NOTBECH32" not in str(refused.value)
-    with pytest.raises(ProviderConfigError, match=problem):
+    with pytest.raises(ProviderAuthError, match=problem):
         document.unwrap_age((), identities, where=WHERE)
 
 

@@ -92,3 +92,8 @@ def test_a_document_s_timestamps_and_raw_bytes_become_what_sops_prints() -> None
     assert values.select(value, "rotated", where="w", key="k") == b"2026-12-01T14:00:00Z"
     assert values.select(value, "raw", where="w", key="k") == b"\xff\x00"
     assert values.select(value, "nested", where="w", key="k") == b'{"at":"2026-12-01T14:00:00Z"}'
+    # Bytes inside a map cannot be JSON: refused, never altered.
+    nested = RemoteValue(value=b"", version="1", document={"m": {"raw": b"\xff\x00"}})
+    assert values.select(nested, "m.raw", where="w", key="k") == b"\xff\x00"
+    with pytest.raises(ConfigError, match="not UTF-8 text inside a map or list"):
+        values.extract(nested, None, where="w", key="k")

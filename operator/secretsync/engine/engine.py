@@ -314,7 +314,6 @@ class Engine:
         """A ConfigMap or Secret holding SOPS documents changed: make every SecretSync of
         its namespace that reads one of its keys through a sops store due now. Returns
         how many were."""
-        prefix = f"{kind.lower()}/{name}/"
         matched = 0
         for sync in self._syncs.values():
             if sync.namespace != namespace or sync.spec is None:
@@ -322,9 +321,7 @@ class Engine:
             store = self._store_of(sync)
             if store is None or store.provider != "sops":
                 continue
-            keys = [d.remote_ref.key for d in sync.spec.data]
-            keys += [df.extract.key for df in sync.spec.data_from if df.extract]
-            if any(k.startswith(prefix) for k in keys):
+            if matching.reads_document(sync.spec, kind, name):
                 sync.trigger = f"{kind} {name} changed"
                 self._due_now(sync)
                 matched += 1

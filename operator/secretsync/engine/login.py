@@ -67,9 +67,8 @@ class NamespaceDocuments:
                 secret = await self._kube.get_secret(self._namespace, name)
                 if secret is None:
                     raise KubeNotFoundError(where)
-                return Document(data=secret.data, version=secret.resource_version)
-            data, version = await self._kube.get_config_map(self._namespace, name)
-            return Document(data=data, version=version)
+                return Document(data=secret.data)
+            return Document(data=await self._kube.get_config_map(self._namespace, name))
         except KubeNotFoundError:
             raise SecretNotFoundError(f"{where} does not exist") from None
         except KubeForbiddenError:

@@ -23,11 +23,24 @@ def names(key: str) -> set[str]:
     return out
 
 
+def named_keys(spec: SecretSyncSpec) -> set[str]:
+    """The remote keys a SecretSync names: of data and of dataFrom.extract."""
+    keys = {d.remote_ref.key for d in spec.data}
+    keys |= {df.extract.key for df in spec.data_from if df.extract}
+    return keys
+
+
+def reads_document(spec: SecretSyncSpec, kind: str, name: str) -> bool:
+    """Whether a SecretSync names a key of this ConfigMap or Secret (a SOPS store's
+    `configmap/<name>/<key>` or `secret/<name>/<key>`)."""
+    prefix = f"{kind.lower()}/{name}/"
+    return any(key.startswith(prefix) for key in named_keys(spec))
+
+
 def reads(spec: SecretSyncSpec, changed: set[str], last_read: Iterable[str]) -> bool:
     """Whether a SecretSync reads any of the changed names: a key of data or extract,
     a key it found last time, or a new key under one of its find paths."""
-    keys = {d.remote_ref.key for d in spec.data}
-    keys |= {df.extract.key for df in spec.data_from if df.extract}
+    keys = named_keys(spec)
     keys.update(last_read)
     if any(names(k) & changed for k in keys):
         return True

@@ -44,14 +44,21 @@ def _walk(doc: Any, prop: str, *, where: str, key: str) -> Any:
     return node
 
 
-def _to_bytes(node: Any) -> bytes:
+def _to_bytes(node: Any, *, where: str, key: str) -> bytes:
     if isinstance(node, str):
         return node.encode()
     if isinstance(node, bytes):  # a decrypted SOPS value that is not UTF-8
         return node
     if isinstance(node, datetime.date):  # a YAML timestamp of a SOPS document
         return _timestamp(node).encode()
-    return json.dumps(node, separators=(",", ":"), default=_jsonable).encode()
+    try:
+        return json.dumps(node, separators=(",", ":"), default=_jsonable).encode()
+    except TypeError:
+        # JSON has no bytes: rather than alter them, refuse, and say how to get them.
+        raise ConfigError(
+            f"{where}: remote secret {key!r} holds bytes that are not UTF-8 text inside a "
+            "map or list; select that value alone with property"
+        ) from None
 
 
 def _timestamp(node: datetime.date) -> str:
@@ -63,8 +70,6 @@ def _timestamp(node: datetime.date) -> str:
 def _jsonable(node: Any) -> Any:
     if isinstance(node, datetime.date):
         return _timestamp(node)
-    if isinstance(node, bytes):
-        return node.decode(errors="replace")
     raise TypeError(type(node).__name__)
 
 
@@ -72,7 +77,8 @@ def select(value: RemoteValue, prop: str | None, *, where: str, key: str) -> byt
     """The bytes for one Secret key: the whole value, or a property of its JSON."""
     if prop is None:
         return value.value
-    return _to_bytes(_walk(_json(value, where=where, key=key), prop, where=where, key=key))
+    node = _walk(_json(value, where=where, key=key), prop, where=where, key=key)
+    return _to_bytes(node, where=where, key=key)
 
 
 def extract(value: RemoteValue, prop: str | None, *, where: str, key: str) -> dict[str, bytes]:
@@ -91,7 +97,7 @@ def extract(value: RemoteValue, prop: str | None, *, where: str, key: str) -> di
                 f"{where}: JSON key number {position} ({len(name)} characters) of remote secret "
                 f"{key!r} is not a valid Secret key (alphanumerics, '-', '_', '.')"
             )
-        out[name] = _to_bytes(node)
+        out[name] = _to_bytes(node, where=where, key=key)
     return out
 
 

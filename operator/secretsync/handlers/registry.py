@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import os
 from typing import Any
@@ -24,7 +25,7 @@ from secretsync.engine.peering import PeeringMonitor
 from secretsync.engine.sharding import ShardManager
 from secretsync.events import webhook
 from secretsync.handlers import kopfstate
-from secretsync.kube import Kube
+from secretsync.kube import Kube, watch
 from secretsync.metrics import Metrics
 
 GROUP = "secretsync.io"
@@ -32,8 +33,8 @@ VERSION = "v1alpha1"
 KINDS = ("SecretSync", "SecretStore", "ClusterSecretStore")
 MANAGED = {"app.kubernetes.io/managed-by": "secretsync"}
 MANAGED_SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED.items())
-# ConfigMaps holding SOPS documents carry this label (any value): their changes sync at
-# once (docs/providers/sops.md). Only those are streamed.
+# ConfigMaps and Secrets holding SOPS documents carry this label (any value): their
+# changes sync at once (docs/providers/sops.md). Only those are streamed.
 SOPS_DOCUMENT_LABEL = "secretsync.io/sops-document"
 
 logger = logging.getLogger("secretsync")
@@ -55,7 +56,8 @@ def configure_settings(settings: kopf.OperatorSettings) -> None:
     # apiserver, not here, so other teams' Secrets never reach this process (memory,
     # and exposure of their bytes).
     settings.watching.label_selectors["", "v1", "secrets"] = MANAGED_SELECTOR
-    settings.watching.label_selectors["", "v1", "configmaps"] = SOPS_DOCUMENT_LABEL  # if watched
+    # ConfigMaps are watched only with --watch-sops-documents, and then only these.
+    settings.watching.label_selectors["", "v1", "configmaps"] = SOPS_DOCUMENT_LABEL
 
 
 def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
@@ -111,6 +113,21 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
             memo["peering"] = asyncio.get_running_loop().create_task(
                 monitor.run(), name="peering monitor"
             )
+        if config.watch_sops_documents:
+            # ConfigMaps are watched by kopf (sops_document below); Secrets need a stream
+            # of their own (kube/watch.py).
+            memo["document_watches"] = [
+                asyncio.get_running_loop().create_task(
+                    watch.watch_labelled_secrets(
+                        kube,
+                        namespace=namespace,
+                        label_selector=SOPS_DOCUMENT_LABEL,
+                        on_change=functools.partial(engine.document_changed, "Secret"),
+                    ),
+                    name="SOPS document Secrets",
+                )
+                for namespace in (config.namespaces or (None,))
+            ]
         health.engine = engine
         scope = "all namespaces" if config.clusterwide else ", ".join(config.namespaces)
         if config.shards:
@@ -129,6 +146,8 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
             memo["peering"].cancel()
             # A role change under way finishes (or is cut short) before the engine stops.
             await asyncio.gather(memo["peering"], return_exceptions=True)
+        for task in memo.get("document_watches", ()):
+            task.cancel()
         if "webhook" in memo:
             await webhook.stop(memo["webhook"])
         if "engine" in memo:
@@ -186,6 +205,11 @@ def _register_sops_documents(registry: kopf.OperatorRegistry) -> None:
         registry=registry,
     )
     async def sops_document(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+        # Only changes: a listing (each watch restart) says nothing changed, and a
+        # deletion syncs nothing at once (a re-create, as Argo CD's Replace does, is
+        # followed by an ADDED; a document really gone is found by the next refresh).
+        if event["type"] not in ("ADDED", "MODIFIED"):
+            return
         meta = event["object"]["metadata"]
         memo["engine"].document_changed("ConfigMap", meta["namespace"], meta["name"])
 

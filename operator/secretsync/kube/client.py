@@ -119,6 +119,11 @@ class Kube(LeaseApi):
         # lapsed (or was handed on) cannot write after another one took over.
         self.fence: Callable[[str], bool] | None = None
 
+    @property
+    def api_client(self) -> Any:
+        """The kubernetes ApiClient (kube/watch.py streams with it)."""
+        return self._api
+
     @classmethod
     def connect(cls, *, workers: int = WORKERS) -> Kube:
         """In a Pod, the mounted ServiceAccount; elsewhere KUBECONFIG, like kubectl."""
@@ -264,9 +269,9 @@ class Kube(LeaseApi):
             raise KubeNotFoundError(f"ConfigMap {namespace}/{name} has no key {key!r}")
         return str(raw.data[key]).encode()
 
-    async def get_config_map(self, namespace: str, name: str) -> tuple[dict[str, bytes], str]:
-        """A ConfigMap's data and binaryData as bytes, and its resourceVersion
-        (KubeNotFoundError if it does not exist)."""
+    async def get_config_map(self, namespace: str, name: str) -> dict[str, bytes]:
+        """A ConfigMap's data and binaryData as bytes (KubeNotFoundError if it does not
+        exist)."""
         raw: Any = await self._call(
             f"read ConfigMap {namespace}/{name}",
             self._core.read_namespaced_config_map,
@@ -275,7 +280,7 @@ class Kube(LeaseApi):
         )
         data = {k: str(v).encode() for k, v in (raw.data or {}).items()}
         data.update(_unb64(raw.binary_data))
-        return data, str(raw.metadata.resource_version or "")
+        return data
 
     async def create_secret(
         self,

@@ -25,7 +25,6 @@ class Document:
     """The data of a ConfigMap or Secret a provider reads its values from (sops)."""
 
     data: Mapping[str, bytes] = dataclasses.field(repr=False)
-    version: str  # its resourceVersion
 
 
 class DocumentReader(Protocol):

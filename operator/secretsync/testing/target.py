@@ -36,6 +36,9 @@ class Capabilities:
     # The service keeps versions: a ref pinned to an earlier version reads that version,
     # and versions() moves when a new value is written (the engine's cheap change check).
     versions: bool = False
+    # versions() moves when a new value is written, though earlier versions cannot be
+    # read (a document's digest); implied by `versions`.
+    change_versions: bool = False
     # find() lists keys under a path and filters them by a name regexp.
     find: bool = False
     # find() matches tags, and the target is a TaggingTarget (put_tags). When False, a

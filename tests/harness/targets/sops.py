@@ -6,8 +6,9 @@ A SOPS document is a file, so put(key, value) stores the value as a whole docume
 the binary format (the key has no extension): what fetch() returns is the value itself,
 byte for byte. put_map stores the map's JSON the same way, and the engine's property and
 extract parse it as they parse any JSON secret. Versions are digests of the encrypted
-bytes; a document cannot be read at an earlier version (refused), and nothing can be
-found by path or tag (refused): capabilities say so.
+bytes, so they move with each document and only with it; a document cannot be read at
+an earlier version (refused), and nothing can be found by path or tag (refused):
+capabilities say so.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ class SopsTarget:
 
     name = "sops-age"
     # age keys are local: validate() checks the key file and has nothing to call.
-    capabilities = Capabilities(binary=True, validate_calls=False)
+    # Versions are digests of each document: they move with it, but an earlier one cannot
+    # be read.
+    capabilities = Capabilities(binary=True, change_versions=True, validate_calls=False)
 
     def __init__(self, env: DevEnv) -> None:
         self.env = env

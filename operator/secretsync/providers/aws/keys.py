@@ -7,12 +7,15 @@ import functools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from secretsync.errors import ProviderConfigError
+from secretsync.errors import DocumentRefusedError, ProviderConfigError
 from secretsync.models.remote import CallGate
 from secretsync.models.store import AwsIdentity
 from secretsync.providers.aws import api
 from secretsync.providers.aws import credentials as aws_credentials
 from secretsync.providers.base import Session
+
+# An encrypted document is about twice its plaintext, and a Secret holds at most 1 MiB.
+MAX_OBJECT_BYTES = 4 * 2**20
 
 if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
@@ -61,12 +64,19 @@ class AwsKeys:
         """An S3 object's bytes and ETag."""
         client = await self._s3.client()
 
-        def read() -> tuple[bytes, str]:
+        def read() -> tuple[bytes, str] | None:
             response = client.get_object(Bucket=bucket, Key=key)
             with response["Body"] as body:
+                if response.get("ContentLength", 0) > MAX_OBJECT_BYTES:
+                    return None  # not read: a document that big cannot become a Secret
                 return body.read(), str(response.get("ETag", ""))
 
-        return await self._s3.call("GetObject", read, key=what)
+        got = await self._s3.call("GetObject", read, key=what)
+        if got is None:
+            raise DocumentRefusedError(
+                f"{what} is over {MAX_OBJECT_BYTES // 2**20} MiB: no Secret could hold it"
+            )
+        return got
 
     async def etag(self, bucket: str, key: str, *, what: str) -> str:
         """An S3 object's ETag, without reading it (the change check)."""

@@ -2,8 +2,9 @@
 
 The identities are the text of an age key file, as SOPS_AGE_KEY_FILE holds: one
 AGE-SECRET-KEY-1... per line, '#' comments and blank lines ignored. A key file we
-cannot use is the store's problem (ProviderConfigError); a document no identity
-opens is the document's (SopsDocumentError). Messages name recipients (public keys)
+cannot use is a credential refused (ProviderAuthError: AuthFailed, retried, and the
+session made again, so a repaired key Secret is read); a document no identity opens is
+the document's (SopsDocumentError). Messages name recipients (public keys)
 and line numbers, never an identity.
 """
 
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 
 import pyrage
 
-from secretsync.errors import ProviderConfigError
+from secretsync.errors import ProviderAuthError
 from secretsync.providers.sops.errors import SopsDocumentError
 from secretsync.providers.sops.metadata import AgeStanza
 
@@ -25,30 +26,30 @@ def parse_identities(identities: bytes) -> list[pyrage.x25519.Identity]:
     try:
         text = identities.decode("utf-8")
     except UnicodeDecodeError:
-        raise ProviderConfigError("sops: the age key file is not UTF-8 text") from None
+        raise ProviderAuthError("sops: the age key file is not UTF-8 text") from None
     parsed = []
     for number, line in enumerate(text.split("\n"), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         if not line.startswith(_X25519):
-            raise ProviderConfigError(
+            raise ProviderAuthError(
                 f"sops: line {number} of the age key file is not an age X25519 identity "
                 f"({_X25519}...); plugin, post-quantum and SSH identities are not supported"
             )
         try:
             parsed.append(pyrage.x25519.Identity.from_str(line))
         except pyrage.IdentityError:
-            raise ProviderConfigError(
+            raise ProviderAuthError(
                 f"sops: line {number} of the age key file is a malformed age identity"
             ) from None
     if not parsed:
-        raise ProviderConfigError("sops: the age key file holds no age identity")
+        raise ProviderAuthError("sops: the age key file holds no age identity")
     return parsed
 
 
 def check_age_identities(identities: bytes) -> None:
-    """Raise ProviderConfigError unless the key file holds usable identities."""
+    """Raise ProviderAuthError unless the key file holds usable identities."""
     parse_identities(identities)
 
 

@@ -8,6 +8,7 @@ a reader of the SecretSync's namespace. The SOPS format itself is document.py.
 from __future__ import annotations
 
 import dataclasses
+import time
 
 from secretsync.errors import ProviderConfigError
 from secretsync.models.remote import CallGate
@@ -16,7 +17,10 @@ from secretsync.providers.aws import login as aws_login
 from secretsync.providers.aws.keys import AwsKeys, session_credentials
 from secretsync.providers.base import DocumentReader, LoginMaterial, SecretsClient, Session
 from secretsync.providers.sops.client import SopsClient
+from secretsync.providers.sops.keys import DataKeys
 from secretsync.providers.vault import VaultBackend
+
+AGE_SESSION_SECONDS = 300  # a rotated age key file is in use within five minutes
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -62,9 +66,14 @@ class SopsBackend:
             vault = await self._vault.login(material)
         inner = aws or vault
         namespace = material.documents.namespace
+        # Never "does not expire": the session holds the key file as it was read, and a
+        # rotated or repaired one must be read again (and idle sessions must go).
+        expires_at = time.time() + AGE_SESSION_SECONDS
+        if inner is not None and inner.expires_at is not None:
+            expires_at = min(expires_at, inner.expires_at)
         return Session(
             identity=inner.identity if inner else f"sops:age:{namespace}",
-            expires_at=inner.expires_at if inner else None,
+            expires_at=expires_at,
             credentials=SopsCredentials(
                 documents=material.documents, age=age, aws=aws, vault=vault
             ),
@@ -84,13 +93,8 @@ class SopsBackend:
         transit = None
         if credentials.vault is not None and self._vault is not None:
             transit = self._vault.transit(credentials.vault, gate)
-        return SopsClient(
-            documents=credentials.documents,
-            age=credentials.age,
-            aws=aws_keys,
-            transit=transit,
-            gate=gate,
-        )
+        keys = DataKeys(age=credentials.age, aws=aws_keys, transit=transit)
+        return SopsClient(documents=credentials.documents, keys=keys, gate=gate)
 
 
 def _as_vault_provider(connection: VaultConnection) -> VaultProvider:

@@ -39,7 +39,9 @@ class KmsStanza:
     arn: str
     enc: bytes = dataclasses.field(repr=False)  # the KMS ciphertext blob (base64-decoded)
     context: Mapping[str, str]  # the encryption context it was encrypted with
-    role: str | None  # a role sops assumed to call KMS, if the document names one
+    # The role sops assumed to call KMS, if the document names one. Parsed, never used:
+    # the store's identity decrypts (sops/keys.py), so a document picks no role.
+    role: str | None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,9 +20,9 @@ class Transit:
     async def decrypt(
         self, ciphertext: str, *, engine_path: str, key_name: str, what: str
     ) -> bytes:
-        """The plaintext of a transit ciphertext ("vault:v1:..."). sops sends the data key
-        base64-encoded as transit's plaintext, so the answer is decoded once more by the
-        caller's format; here transit's own base64 is undone. `what` names the document."""
+        """The plaintext of a transit ciphertext ("vault:v1:..."): transit answers it in
+        base64, undone here (sops gave the data key to transit as that base64). `what`
+        names the document."""
         path = f"{engine_path.strip('/')}/decrypt/{key_name}"
         body = await self._transport.write("transit.decrypt", path, {"ciphertext": ciphertext})
         plaintext = obj(body.get("data"), "data").get("plaintext")
