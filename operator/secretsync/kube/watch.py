@@ -12,14 +12,13 @@ the bodies, encrypted documents, are dropped in the watching thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import kubernetes
-import urllib3
-from kubernetes.client.exceptions import ApiException
 
 from secretsync.kube.client import Kube
 
@@ -34,8 +33,8 @@ OnChange = Callable[[str, str], object]  # (namespace, name); what it returns is
 async def watch_labelled_secrets(
     kube: Kube, *, namespace: str | None, label_selector: str, on_change: OnChange
 ) -> None:
-    """Call on_change for every Secret with the label listed, and for every change to
-    one; until cancelled. A failure is logged and retried with backoff."""
+    """Call on_change for every change to a Secret with the label (added or modified),
+    until cancelled. A failure is logged and retried with backoff."""
     backoff = 1.0
     while True:
         try:
@@ -83,9 +82,10 @@ async def _one_watch(
         error: BaseException | None = None
         try:
             _stream(core, namespace, selector, tell, stop)
-        except (ApiException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever it is, the awaiting side must hear
             error = exc
-        loop.call_soon_threadsafe(finish, error)
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
+            loop.call_soon_threadsafe(finish, error)
 
     thread = threading.Thread(target=run, name="secretsync-document-watch", daemon=True)
     thread.start()
