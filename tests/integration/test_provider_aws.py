@@ -45,6 +45,7 @@ from secretsync.providers import registry
 from secretsync.providers.aws import AwsBackend, AwsCredentials, listing
 from secretsync.providers.aws import credentials as aws_credentials
 from secretsync.providers.aws import errors as aws_errors
+from secretsync.providers.aws.keys import AwsKeys, session_credentials
 from secretsync.providers.base import LoginMaterial, SecretsClient, Session
 
 if TYPE_CHECKING:
@@ -1016,11 +1017,15 @@ class IamMoto:
         reader: LoginMaterial,
         nobody: LoginMaterial,
         describer: LoginMaterial,  # may describe and read secrets, not list them
+        kms_key: str,
+        data_key: tuple[bytes, bytes],  # (plaintext, KMS ciphertext blob), as sops keeps one
     ) -> None:
         self.endpoint = endpoint
         self.reader = reader
         self.nobody = nobody
         self.describer = describer
+        self.kms_key = kms_key
+        self.data_key = data_key
 
 
 def _user(iam: Any, name: str, actions: list[str]) -> LoginMaterial:
@@ -1054,7 +1059,7 @@ def iam_moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IamMoto]:
             region_name=AWS_REGION, aws_access_key_id="testing", aws_secret_access_key="testing"
         )
         iam = admin.client("iam", endpoint_url=endpoint)
-        reader = _user(iam, "reader", ["secretsmanager:*", "ssm:*"])
+        reader = _user(iam, "reader", ["secretsmanager:*", "ssm:*", "kms:Decrypt"])
         nobody = _user(iam, "nobody", ["sts:GetCallerIdentity"])
         describer = _user(
             iam, "describer", ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"]
@@ -1064,6 +1069,11 @@ def iam_moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IamMoto]:
         )
         admin.client("ssm", endpoint_url=endpoint).put_parameter(
             Name="/guarded/db", Value=SENTINEL, Type="SecureString"
+        )
+        kms = admin.client("kms", endpoint_url=endpoint)
+        kms_key = kms.create_key(Description="sops documents")["KeyMetadata"]["Arn"]
+        data_key = kms.generate_data_key(
+            KeyId=kms_key, NumberOfBytes=32, EncryptionContext={"team": "a"}
         )
         iam.create_role(
             RoleName="guarded",
@@ -1089,7 +1099,14 @@ def iam_moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IamMoto]:
             headers={"Content-Type": "text/plain"},
         )
         urllib.request.urlopen(reset, timeout=10).close()  # noqa: S310
-        yield IamMoto(endpoint, reader, nobody, describer)
+        yield IamMoto(
+            endpoint,
+            reader,
+            nobody,
+            describer,
+            kms_key,
+            (data_key["Plaintext"], data_key["CiphertextBlob"]),
+        )
     finally:
         procs.stop_all()
 
@@ -1116,6 +1133,36 @@ def test_a_reader_may_read_and_nobody_is_denied(
     assert [outcome for _, outcome in calls.seen] == ["error"]
     assert versions == {}  # left for fetch() to report per ref
     use(provider, nobody, lambda c: c.validate())  # the identity itself is fine
+
+
+def test_a_sops_data_key_is_decrypted_by_a_role_granted_kms_decrypt_and_refused_to_others(
+    iam_moto: IamMoto,
+) -> None:
+    """The SOPS provider's KMS side (providers/aws/keys.py) with IAM enforced: least
+    privilege is the identity's policy, not the document's say."""
+    provider = spec(iam_moto.endpoint)
+    plaintext, blob = iam_moto.data_key
+
+    def decrypt(material: LoginMaterial, context: dict[str, str]) -> bytes:
+        session = login(provider, material)
+
+        async def run() -> bytes:
+            keys = AwsKeys(spec=provider, credentials=session_credentials(session), gate=Calls())
+            try:
+                return await keys.decrypt(blob, key_arn=iam_moto.kms_key, context=context, what="d")
+            finally:
+                await keys.close()
+
+        return asyncio.run(run())
+
+    assert decrypt(iam_moto.reader, {"team": "a"}) == plaintext
+    with pytest.raises(AccessDeniedError) as denied:
+        decrypt(iam_moto.nobody, {"team": "a"})
+    assert plaintext.hex() not in str(denied.value)
+    # The encryption context is part of what was encrypted: another one is refused.
+    with pytest.raises(ProviderError) as wrong:
+        decrypt(iam_moto.reader, {"team": "b"})
+    assert not isinstance(wrong.value, AccessDeniedError)
 
 
 def test_without_list_secrets_versions_fall_back_to_describe_secret_and_stop_asking(
