@@ -224,10 +224,8 @@ def test_a_changed_configmap_syncs_at_once_and_a_tampered_one_keeps_the_last_goo
 
     # A new document in Git, applied by Argo CD or Flux: synced by the ConfigMap's watch,
     # long before the hour's refresh.
-    changed = time.monotonic()
     sopssetup.config_map(api, namespace, "docs", {"db.yaml": document(second)})
     _wait_data(api, namespace, "db", {"password": second.encode()}, timeout=20)
-    assert time.monotonic() - changed < 20
 
     # Tampered: the encrypted value of another document put in place of this one's (a
     # valid ciphertext under the same data key would still fail: the MAC covers it).
